@@ -1,0 +1,73 @@
+"""
+Ragged module
+"""
+
+import numpy as np
+
+
+def pack(matrices, dtype=np.float32):
+    """
+    Packs a list of (tokens x dim) matrices into one flat matrix and offsets, without padding.
+
+    >>> flat, offsets = pack([np.ones((2, 3)), np.zeros((1, 3))])
+    >>> flat.shape, offsets.tolist()
+    ((3, 3), [0, 2, 3])
+
+    Args:
+        matrices: list of 2D arrays with the same number of columns
+        dtype: output dtype
+
+    Returns:
+        (flat, offsets) where rows offsets[i]:offsets[i + 1] of flat belong to matrix i
+    """
+
+    if not len(matrices):
+        raise ValueError("pack needs at least one matrix")
+
+    widths = {np.shape(m)[1] if np.ndim(m) == 2 else None for m in matrices}
+    if None in widths:
+        raise ValueError("every token matrix must be 2 dimensional (tokens x dim)")
+    if len(widths) > 1:
+        raise ValueError(f"token matrices have different widths: {sorted(widths)}")
+
+    lengths = np.array([np.shape(m)[0] for m in matrices], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    flat = np.concatenate([np.asarray(m, dtype=dtype) for m in matrices]) if offsets[-1] else np.zeros((0, widths.pop()), dtype=dtype)
+
+    return flat, offsets
+
+
+def unpack(flat, offsets):
+    """
+    Splits a flat matrix back into a list of views, one per matrix.
+
+    >>> [m.shape for m in unpack(np.zeros((3, 2)), np.array([0, 2, 3]))]
+    [(2, 2), (1, 2)]
+
+    Args:
+        flat: flat (total tokens x dim) matrix
+        offsets: int64 offsets, len(matrices) + 1
+
+    Returns:
+        list of matrices
+    """
+
+    return [flat[offsets[x] : offsets[x + 1]] for x in range(len(offsets) - 1)]
+
+
+def segments(offsets):
+    """
+    Maps every flat row to the index of the matrix it belongs to.
+
+    >>> segments(np.array([0, 2, 2, 3])).tolist()
+    [0, 0, 2]
+
+    Args:
+        offsets: int64 offsets
+
+    Returns:
+        int64 array with one matrix index per flat row
+    """
+
+    offsets = np.asarray(offsets, dtype=np.int64)
+    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
