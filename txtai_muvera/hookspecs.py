@@ -1,0 +1,59 @@
+"""
+Hookspecs module
+"""
+
+from pluggy import HookimplMarker, HookspecMarker
+
+# Project name shared by the markers and the plugin manager
+hookspec = HookspecMarker("txtai_muvera")
+hookimpl = HookimplMarker("txtai_muvera")
+
+
+@hookspec
+def register_encoders(register):
+    """
+    Registers late-interaction encoders.
+
+    Call register(name, factory) where factory(path, gpu=True, batchsize=32) returns an object with
+    encode(texts, category) -> list of (tokens x dim) float32 arrays, and attributes dimension and fingerprint.
+
+    Args:
+        register: callback
+    """
+
+
+@hookspec
+def register_encodings(register):
+    """
+    Registers fixed dimensional encodings.
+
+    Call register(name, factory) where factory(dimension, **params) returns an object with
+    __call__(flat, offsets, category) -> (n x dimensions) float32 array, attribute dimensions and config() -> params.
+
+    Args:
+        register: callback
+    """
+
+
+@hookspec
+def register_stores(register):
+    """
+    Registers token stores.
+
+    Call register(name, cls) where cls(dimension, dtype) has append, delete, gather, count, save and a static load(path).
+
+    Args:
+        register: callback
+    """
+
+
+@hookspec
+def register_pipelines(register):
+    """
+    Registers txtai pipelines, resolvable by name with txtai_muvera.plugins.pipeline(name).
+
+    Call register(name, cls).
+
+    Args:
+        register: callback
+    """

@@ -1,0 +1,129 @@
+"""
+Reranker module
+"""
+
+import numpy as np
+import torch
+
+from txtai.pipeline import Pipeline
+
+from .ann import Muvera
+from .maxsim import maxsim
+from .ragged import pack
+
+
+class Reranker(Pipeline):
+    """
+    Runs embeddings queries and re-ranks them with exact MaxSim. Keeps the contract of txtai.pipeline.Reranker.
+
+    When the embeddings index uses the txtai_muvera.Muvera backend with the same model as the similarity pipeline, the
+    index's stored token matrices are re-scored: no document is encoded again. Otherwise the result texts are encoded.
+    """
+
+    def __init__(self, embeddings, similarity):
+        """
+        Creates a Reranker pipeline.
+
+        Args:
+            embeddings: embeddings instance
+            similarity: txtai_muvera.Similarity instance
+        """
+
+        self.embeddings, self.similarity = embeddings, similarity
+
+    # pylint: disable=W0222
+    def __call__(self, query, limit=3, factor=10, **kwargs):
+        """
+        Runs an embeddings search and re-ranks the results with exact MaxSim.
+
+        Args:
+            query: query text or list of query texts
+            limit: maximum results
+            factor: factor to multiply limit by for the initial embeddings search
+            kwargs: additional arguments to pass to embeddings search
+
+        Returns:
+            list of query results rescored with MaxSim, a list of those for a list of queries
+        """
+
+        queries = [query] if isinstance(query, str) else query
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+
+        # Candidates and query token matrices
+        results = self.embeddings.batchsearch(queries, limit * factor, **kwargs)
+        qmatrices = self.similarity.encode(queries, "query")
+
+        ranked = []
+        for result, qmatrix in zip(results, qmatrices):
+            if result:
+                # Candidate token matrices: stored ones when available, encoded texts otherwise
+                documents, offsets, scales = self.tokens(result)
+                scores = maxsim(qmatrix, np.array([0, len(qmatrix)]), documents, offsets, reduce=self.similarity.reduce, scales=scales)[0]
+
+                # Rows keep their fields with the MaxSim score; (id, score) tuples (content disabled) are rebuilt
+                result = [{**row, "score": score} if isinstance(row, dict) else (row[0], score) for row, score in zip(result, scores.tolist())]
+
+            # Sort and take top n sorted results
+            ranked.append(sorted(result, key=lambda row: row["score"] if isinstance(row, dict) else row[1], reverse=True)[:limit])
+
+        return ranked[0] if isinstance(query, str) else ranked
+
+    def tokens(self, result):
+        """
+        Gets the token matrices of a result list.
+
+        Args:
+            result: search results of one query
+
+        Returns:
+            (flat tokens, offsets, scales)
+        """
+
+        store = self.store()
+        if store is not None:
+            indexids = self.indexids([row["id"] if isinstance(row, dict) else row[0] for row in result])
+            if indexids is not None:
+                return store.gather(indexids)
+
+        # Encode candidate texts
+        if not all(isinstance(row, dict) and isinstance(row.get("text"), str) for row in result):
+            raise ValueError("re-ranking needs result texts: enable content on the embeddings, or index with txtai_muvera.Muvera and the same model")
+        texts = [row["text"] for row in result]
+        tokens, offsets = pack(self.similarity.encode(texts, "data"))
+        return torch.from_numpy(tokens), offsets, None
+
+    def store(self):
+        """
+        Finds the index's token store when it was built with the same model as the similarity pipeline.
+
+        Returns:
+            token store or None
+        """
+
+        for ann in (self.embeddings.ann, getattr(self.embeddings.scoring, "ann", None)):
+            if isinstance(ann, Muvera) and ann.store is not None and ann.fingerprint == getattr(self.similarity.encoder, "fingerprint", None):
+                return ann.store
+
+        return None
+
+    def indexids(self, ids):
+        """
+        Maps document ids to index ids.
+
+        Args:
+            ids: document ids
+
+        Returns:
+            list of index ids, or None when an id is not found
+        """
+
+        if self.embeddings.database:
+            mapping = {uid: indexid for indexid, uid in self.embeddings.database.ids(ids)}
+        elif self.embeddings.ids:
+            mapping = {uid: indexid for indexid, uid in enumerate(self.embeddings.ids) if uid in set(ids)}
+        else:
+            mapping = {uid: uid for uid in ids}
+
+        indexids = [mapping.get(uid) for uid in ids]
+        return None if None in indexids else indexids

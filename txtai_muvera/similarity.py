@@ -1,0 +1,91 @@
+"""
+Similarity module
+"""
+
+import torch
+
+from txtai.models import Models
+from txtai.pipeline import Pipeline
+
+from . import plugins
+from .inputs import matrices
+from .maxsim import maxsim
+from .ragged import pack
+
+
+class Similarity(Pipeline):
+    """
+    Scores texts against queries with a late-interaction model and exact MaxSim. Keeps the contract of
+    txtai.pipeline.Similarity(path, lateencode=True): (query or list of queries, texts, limit) -> sorted [(index, score)].
+    """
+
+    def __init__(self, path=None, gpu=True, batchsize=32, reduce="mean", encoder="colbert", **kwargs):
+        """
+        Creates a Similarity pipeline.
+
+        Args:
+            path: late-interaction model, local folder or hub id
+            gpu: True picks an accelerator when available, False forces the CPU, an int picks a GPU
+            batchsize: encoding batch size
+            reduce: MaxSim reduction over query tokens, mean (txtai) or sum (PyLate)
+            encoder: registered encoder name
+            kwargs: accepted for compatibility with txtai.pipeline.Similarity (lateencode, ...)
+        """
+
+        if reduce not in ("mean", "sum"):
+            raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+
+        self.encoder = plugins.lookup("encoders", encoder)(path if path else "neuml/colbert-muvera-micro", gpu=gpu, batchsize=batchsize)
+        self.reduce = reduce
+        self.device = Models.device(Models.deviceid(gpu))
+
+    def __call__(self, query, texts, limit=None):
+        """
+        Computes the similarity between query and list of text. Returns a list of (id, score) sorted by highest score,
+        where id is the index in texts.
+
+        Args:
+            query: query text or list of query texts
+            texts: list of texts or pre-encoded (tokens x dim) token matrices
+            limit: maximum comparisons to return, defaults to all
+
+        Returns:
+            list of (id, score) for a single query, a list of those for a list of queries
+        """
+
+        queries = [query] if isinstance(query, str) else query
+        if not isinstance(queries, (list, tuple)) or not queries:
+            raise TypeError("query must be a str or a non-empty list of str")
+        if not isinstance(texts, (list, tuple)):
+            raise TypeError(f"texts must be a list of str or token matrices, got {type(texts).__name__}")
+        if not texts:
+            return [] if isinstance(query, str) else [[] for _ in queries]
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+
+        # Encode all queries and all texts once, then score everything in one MaxSim call
+        qtokens, qoffsets = pack(self.encode(queries, "query"))
+        dtokens, doffsets = pack(self.encode(texts, "data"))
+        scores = maxsim(
+            torch.from_numpy(qtokens).to(self.device), qoffsets, torch.from_numpy(dtokens).to(self.device), doffsets, reduce=self.reduce
+        ).cpu()
+
+        # Sorted top results per query
+        top = torch.topk(scores, min(limit, len(texts)) if limit else len(texts), dim=1)
+        results = [list(zip(ids, values)) for ids, values in zip(top.indices.tolist(), top.values.tolist())]
+
+        return results[0] if isinstance(query, str) else results
+
+    def encode(self, data, category):
+        """
+        Encodes texts to token matrices; token matrices pass through.
+
+        Args:
+            data: list of texts or token matrices
+            category: query or data
+
+        Returns:
+            list of float32 token matrices
+        """
+
+        return matrices(self.encoder, data, category)

@@ -1,0 +1,76 @@
+"""
+Sparse module
+
+Importing this module lets txtai's sparse shortcut take a late-interaction model:
+
+    import txtai_muvera.sparse
+    embeddings = txtai.Embeddings(sparse="neuml/colbert-muvera-micro", content=True)
+
+It hooks one txtai constructor, txtai.scoring.sparse.Sparse.__init__: when the sparse model is a late-interaction model
+(detected with txtai's own PoolingFactory) and no vector method is set, the scoring config gets
+vectormethod: txtai_muvera.LateVectors and backend: txtai_muvera.Muvera. Those keys are saved with the index, so a
+saved index loads later without this import. The explicit config needs no import at all:
+
+    txtai.Embeddings(sparse={"path": MODEL, "vectormethod": "txtai_muvera.LateVectors", "backend": "txtai_muvera.Muvera"}, content=True)
+"""
+
+import functools
+import inspect
+
+import txtai
+
+from txtai.models import PoolingFactory
+from txtai.scoring.sparse import Sparse
+
+# txtai major versions this hook was written and tested against
+SUPPORTED = (9,)
+
+VECTORMETHOD, BACKEND = "txtai_muvera.LateVectors", "txtai_muvera.Muvera"
+
+
+def enable():
+    """
+    Installs the hook, once. Raises an ImportError when the installed txtai is not one this hook knows.
+    """
+
+    # Idempotent: a second import or call does nothing
+    if getattr(Sparse.__init__, "txtaimuvera", False):
+        return
+
+    # Fail loudly when txtai changed under us
+    major = int(txtai.__version__.split(".")[0])
+    parameters = list(inspect.signature(Sparse.__init__).parameters)
+    if major not in SUPPORTED or parameters[:3] != ["self", "config", "models"]:
+        raise ImportError(
+            f"txtai_muvera.sparse supports txtai {SUPPORTED} with Sparse.__init__(self, config, models), found txtai {txtai.__version__} "
+            f"with Sparse.__init__{tuple(parameters)}: use the explicit config sparse={{path, vectormethod: {VECTORMETHOD}, backend: {BACKEND}}}"
+        )
+
+    original = Sparse.__init__
+
+    @functools.wraps(original)
+    def init(self, config=None, models=None, *args, **kwargs):
+        if config is not None:
+            configure(config)
+        original(self, config, models, *args, **kwargs)
+
+    init.txtaimuvera = True
+    Sparse.__init__ = init
+
+
+def configure(config):
+    """
+    Adds the txtai-muvera vector method and backend to a sparse scoring config that names a late-interaction model.
+
+    Args:
+        config: sparse scoring config, changed in place
+    """
+
+    path = config.get("path")
+    if isinstance(path, str) and not config.get("vectormethod"):
+        if PoolingFactory.method(path) == "latepooling":
+            config["vectormethod"] = VECTORMETHOD
+            config.setdefault("backend", BACKEND)
+
+
+enable()

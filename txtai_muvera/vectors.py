@@ -1,0 +1,141 @@
+"""
+Vectors module
+"""
+
+import os
+
+import numpy as np
+
+from tqdm.auto import tqdm
+from txtai.vectors import Vectors
+
+from . import plugins
+from .array import LateArray
+from .inputs import matrices as tokenmatrices
+from .maxsim import maxsim
+from .ragged import pack
+from .settings import resolve
+
+
+class LateVectors(Vectors):
+    """
+    txtai Vectors method for late-interaction models. Each text becomes a token matrix and its MUVERA fixed dimensional
+    encoding (FDE). txtai sees the FDE rows; the token matrices travel with them (LateArray) to the txtai_muvera.Muvera
+    ANN backend, which stores them and re-ranks FDE candidates with exact MaxSim.
+
+    Works in the dense slot (method: txtai_muvera.LateVectors, backend: txtai_muvera.Muvera) and in the sparse slot
+    (sparse: {path: ..., vectormethod: txtai_muvera.LateVectors, backend: txtai_muvera.Muvera}).
+    """
+
+    def __init__(self, config, scoring, models):
+        # Index settings and encoding parameters from the muvera: block, validated before the model loads
+        self.settings, self.params = resolve(config.get("muvera") if config else None)
+
+        if config and config.get("quantize"):
+            raise ValueError("quantize is not supported by txtai_muvera.LateVectors, set muvera: {dtype: int8} to shrink token vectors")
+
+        super().__init__(config, scoring, models)
+
+        # Fixed dimensional encoding built for this model's token width
+        self.encoding = plugins.lookup("encodings", self.settings["encoding"])(dimension=self.model.dimension, **self.params)
+
+        # Sparse scoring reads this flag: scores are MaxSim scores already, txtai must not rescale them
+        self.isnormalize = True
+
+    def loadmodel(self, path):
+        # Registered late-interaction encoder
+        factory = plugins.lookup("encoders", self.settings["encoder"])
+        return factory(path, gpu=self.config.get("gpu", True), batchsize=self.config.get("encodebatch", 32))
+
+    def encode(self, data, category=None):
+        # Token matrices, one per text
+        return self.model.encode(data, category="query" if category in (None, "query") else "data", batchsize=self.encodebatch)
+
+    def index(self, documents, batchsize=500, checkpoint=None):
+        # Count documents as they stream through encoding
+        progress = self.settings["progress"]
+        with tqdm(desc="Encoding", unit="docs", disable=None if progress is None else not progress) as bar:
+
+            def stream():
+                for document in documents:
+                    bar.update(1)
+                    yield document
+
+            return super().index(stream(), batchsize, checkpoint)
+
+    def vectors(self, documents, batchsize=500, checkpoint=None, buffer=None, dtype=None):
+        # Encode to the spool file, which holds FDE rows and token matrices batch by batch (see saveembeddings)
+        ids, dimensions, batches, stream = self.index(documents, batchsize, checkpoint)
+
+        embeddings = None
+        if ids:
+            # FDE rows go to txtai's buffer, token matrices to a new token store
+            fdes = np.memmap(buffer, dtype=np.float32, shape=(len(ids), dimensions), mode="w+") if buffer else np.empty((len(ids), dimensions), np.float32)
+            store = plugins.lookup("stores", self.settings["store"])(self.model.dimension, self.settings["dtype"])
+
+            with open(stream, "rb") as queue:
+                x = 0
+                for _ in range(batches):
+                    batch = self.loadembeddings(queue)
+                    fdes[x : x + batch.shape[0]] = batch
+                    store.append(batch.tokens, batch.offsets)
+                    x += batch.shape[0]
+
+            embeddings = LateArray(fdes, store=store, fingerprint=self.fingerprint(), encoding=self.encoding.config())
+
+        # Remove spool file unless it is a checkpoint
+        if not checkpoint:
+            os.remove(stream)
+
+        return (ids, dimensions, embeddings)
+
+    def batchtransform(self, documents, category=None):
+        # Texts and pre-encoded token matrices both go through vectorize (the base class would stack arrays as vectors)
+        return self.vectorize([self.prepare(data, category) for _, data, _ in documents], category)
+
+    def vectorize(self, data, category=None):
+        category = "query" if category in (None, "query") else "data"
+
+        # Encode texts, keep pre-encoded token matrices
+        matrices = tokenmatrices(self.model, data, category)
+        tokens, offsets = pack(matrices) if matrices else (np.zeros((0, self.model.dimension), np.float32), np.zeros(1, np.int64))
+
+        # Fixed dimensional encoding, unnormalised: L2 normalising FDE rows would distort MUVERA's inner products
+        fdes = self.encoding(tokens, offsets, category)
+
+        return LateArray(fdes, tokens=tokens, offsets=offsets, fingerprint=self.fingerprint(), encoding=self.encoding.config())
+
+    def fingerprint(self):
+        """
+        Identifies the encoder model, saved with an index to detect a search with another model.
+
+        Returns:
+            fingerprint string or None
+        """
+
+        return getattr(self.model, "fingerprint", None)
+
+    def dot(self, queries, data):
+        # Exact MaxSim when both sides carry token matrices, so Embeddings.similarity ranks like search does
+        if isinstance(queries, LateArray) and isinstance(data, LateArray) and queries.tokens is not None and data.tokens is not None:
+            scores = maxsim(queries.tokens, queries.offsets, data.tokens, data.offsets, reduce=self.settings["reduce"])
+            return scores.tolist()
+
+        return super().dot(np.asarray(queries), np.asarray(data))
+
+    def saveembeddings(self, f, embeddings):
+        # Spool record: FDE rows, token matrices (stored precision) and offsets, so checkpoints recover both together
+        spool = np.float32 if self.settings["dtype"] == "float32" else np.float16
+        np.save(f, np.asarray(embeddings, dtype=np.float32), allow_pickle=False)
+        np.save(f, np.asarray(embeddings.tokens, dtype=spool), allow_pickle=False)
+        np.save(f, np.asarray(embeddings.offsets, dtype=np.int64), allow_pickle=False)
+
+    def loadembeddings(self, f):
+        fdes = np.load(f, allow_pickle=False)
+        tokens = np.load(f, allow_pickle=False)
+        offsets = np.load(f, allow_pickle=False)
+        return LateArray(fdes, tokens=tokens, offsets=offsets)
+
+    def normalize(self, embeddings):
+        # FDE rows are never normalised, see vectorize
+        return embeddings
