@@ -2,57 +2,891 @@
 Store module
 """
 
-# INTERFACE STUB - implemented by the token store work (issue 2). No txtai imports in this module.
+import hashlib
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+
+from .ragged import pack
+
+# Token store folder format
+FORMAT = "txtai-muvera-tokenstore"
+VERSION = 1
+
+# Stored token dtypes and their bytes per element
+DTYPES = {"float32": 4, "float16": 2, "int8": 1}
+
+# Bytes copied per block when streaming tokens to disk, keeps memory flat while saving memory-mapped stores
+BLOCK = 1 << 26
+
+
+class StoreError(ValueError):
+    """
+    Raised when a token store folder is missing, foreign, corrupt or truncated. The message names the file and the problem.
+    """
+
+
+def quantize(matrix):
+    """
+    Quantizes token vectors to int8 with one symmetric float32 scale per vector (row): scale = max|x| / 127,
+    q = round(x / scale). Every element comes back within scale / 2 after dequantize.
+
+    >>> q, scales = quantize(np.array([[1.0, -0.5], [0.0, 0.0]]))
+    >>> q.tolist(), (scales * 127).tolist()
+    ([[127, -64], [0, 0]], [1.0, 0.0])
+
+    Args:
+        matrix: (tokens x dim) float array
+
+    Returns:
+        (int8 matrix, float32 scales with one entry per row)
+    """
+
+    matrix = np.asarray(matrix, dtype=np.float32)
+    scales = np.abs(matrix).max(axis=1) / np.float32(127) if matrix.shape[1] else np.zeros(matrix.shape[0], dtype=np.float32)
+
+    # All zero rows keep scale 0 and dequantize to zeros, divide them by 1 to avoid 0 / 0
+    divisor = np.where(scales > 0, scales, np.float32(1))
+    quantized = np.clip(np.rint(matrix / divisor[:, None]), -127, 127).astype(np.int8)
+
+    return quantized, scales.astype(np.float32)
+
+
+def dequantize(matrix, scales):
+    """
+    Expands int8 token vectors back to float32.
+
+    >>> dequantize(np.array([[127, -64]], dtype=np.int8), np.array([0.5], dtype=np.float32)).tolist()
+    [[63.5, -32.0]]
+
+    Args:
+        matrix: (tokens x dim) int8 array
+        scales: float32 scales, one per row
+
+    Returns:
+        float32 matrix
+    """
+
+    return np.asarray(matrix, dtype=np.float32) * np.asarray(scales, dtype=np.float32)[:, None]
 
 
 class TokenStore:
     """
     Holds every document's token vectors as one flat array + offsets. Row ids are stable: row i is the i-th appended
     matrix for the life of the store (deletes leave tombstones, compaction reclaims bytes without renumbering).
+
+    Tokens live in two parts: a base (the memory-mapped tokens file after load, read only) and an in-memory tail that
+    grows by capacity doubling. Appends only ever touch the tail, so a memory-mapped store accepts appends (copy on write)
+    until the next save. Offsets and tombstones are small (per document) and always held in memory.
+
+    Not thread safe: guard writes (append, delete, compact, save) with a lock when sharing a store across threads.
+
+    >>> store = TokenStore(4, dtype="float32")
+    >>> store.extend([np.ones((2, 4)), np.zeros((3, 4))])
+    range(0, 2)
+    >>> store.delete([0, 7])
+    [0]
+    >>> flat, offsets, scales = store.gather([1, 0])
+    >>> flat.shape, offsets.tolist(), scales, store.count(), len(store)
+    ((3, 4), [0, 3, 3], None, 1, 2)
     """
 
     def __init__(self, dimension, dtype="float16"):
         """
+        Creates an empty in-memory token store.
+
         Args:
             dimension: token vector width
-            dtype: "float32", "float16" (default) or "int8" (per-vector scale)
+            dtype: "float32", "float16" (default) or "int8" (per-vector float32 scale)
         """
 
-        raise NotImplementedError
+        if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) or dimension <= 0:
+            raise ValueError(f"dimension must be a positive integer, got {dimension!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+
+        # Public attributes
+        self.dimension = int(dimension)
+        self.dtype = dtype
+
+        # Folder the base is memory mapped from (None when in memory) and whether saves re-map the written folder
+        self.path = None
+        self.mmap = False
+
+        # Base tokens (memory-mapped file after load) and in-memory tail with capacity doubling
+        self._base, self._basescales = self._empty(0)
+        self._tail, self._tailscales = self._empty(0)
+        self._tailsize = 0
+
+        # Per document offsets (rows + 1) and tombstones (rows), capacity doubling
+        self._offsets = np.zeros(1, dtype=np.int64)
+        self._deleted = np.zeros(0, dtype=bool)
+        self._rows = 0
+
+    def __len__(self):
+        """
+        Total number of rows ever appended, deleted rows included (row ids run from 0 to len - 1).
+
+        Returns:
+            number of rows
+        """
+
+        return self._rows
+
+    def __repr__(self):
+        return f"TokenStore(dimension={self.dimension}, dtype={self.dtype!r}, rows={len(self)}, live={self.count()}, tokens={self.tokens})"
+
+    @property
+    def tokens(self):
+        """
+        Number of token vectors stored, deleted rows' tokens included until compact.
+
+        Returns:
+            token count
+        """
+
+        return int(self._offsets[self._rows])
+
+    @property
+    def offsets(self):
+        """
+        Read-only view of the int64 row offsets into the stored token space (rows + 1 entries).
+
+        Returns:
+            offsets array
+        """
+
+        return self._readonly(self._offsets[: self._rows + 1])
+
+    @property
+    def deleted(self):
+        """
+        Read-only view of the boolean tombstones, one per row.
+
+        Returns:
+            deleted array
+        """
+
+        return self._readonly(self._deleted[: self._rows])
+
+    @property
+    def mapped(self):
+        """
+        True when the stored tokens (before any appended tail) are memory mapped from a saved folder.
+
+        Returns:
+            bool
+        """
+
+        return isinstance(self._base, np.memmap)
+
+    @property
+    def nbytes(self):
+        """
+        Bytes held by stored token vectors: tokens x (dtype size x dimension + 4 for the int8 scale). Offsets and
+        tombstones (9 bytes per row) and spare tail capacity are not counted.
+
+        Returns:
+            number of bytes
+        """
+
+        return self.tokens * (DTYPES[self.dtype] * self.dimension + (4 if self.dtype == "int8" else 0))
+
+    def count(self):
+        """
+        Number of live (not deleted) rows.
+
+        Returns:
+            live row count
+        """
+
+        return self._rows - int(np.count_nonzero(self._deleted[: self._rows]))
 
     def append(self, flat, offsets):
         """
-        Appends matrices. Returns the row ids assigned (range).
+        Appends matrices held ragged (see ragged.pack). Values are converted to the store dtype (int8 quantizes per vector).
+
+        Args:
+            flat: (total tokens x dimension) float array (numpy, or anything np.asarray accepts such as a cpu tensor)
+            offsets: int offsets, one more than the number of matrices, starting at 0 and ending at len(flat)
+
+        Returns:
+            range of the row ids assigned
         """
 
-        raise NotImplementedError
+        flat, offsets = self._validate(flat, offsets)
+
+        # Convert to the stored float type first: overflow to inf is caught with NaN and inf inputs in one pass
+        with np.errstate(over="ignore"):
+            values = flat.astype(np.float16 if self.dtype == "float16" else np.float32, copy=False)
+        if not np.isfinite(values).all():
+            row = int(np.searchsorted(offsets, np.flatnonzero(~np.isfinite(values).all(axis=1))[0], side="right")) - 1
+            overflow = flat.dtype.kind != "f" or np.isfinite(flat).all()
+            problem = f"values beyond the {values.dtype} range" if overflow else "NaN or infinite values"
+            raise ValueError(f"token vectors contain {problem} (matrix {row} of the batch)")
+
+        # int8 quantizes per token vector
+        scales = None
+        if self.dtype == "int8":
+            values, scales = quantize(values)
+
+        # Append tokens to the tail
+        start = self._tailsize
+        self._tail, self._tailscales = self._reserve(self._tail, self._tailscales, start + len(values))
+        self._tail[start : start + len(values)] = values
+        if scales is not None:
+            self._tailscales[start : start + len(values)] = scales
+        self._tailsize += len(values)
+
+        # Append offsets shifted by the current token count and live tombstones
+        rows, count = self._rows, len(offsets) - 1
+        self._offsets = self._grow(self._offsets, rows + 1 + count)
+        self._offsets[rows + 1 : rows + 1 + count] = offsets[1:] + self._offsets[rows]
+        self._deleted = self._grow(self._deleted, rows + count)
+        self._deleted[rows : rows + count] = False
+        self._rows += count
+
+        return range(rows, rows + count)
+
+    def extend(self, matrices):
+        """
+        Appends a list of (tokens x dimension) matrices.
+
+        Args:
+            matrices: list of 2D arrays
+
+        Returns:
+            range of the row ids assigned
+        """
+
+        if not len(matrices):
+            return range(self._rows, self._rows)
+
+        # Check every matrix before packing so width errors name the store dimension
+        for matrix in matrices:
+            shape = np.shape(matrix)
+            if len(shape) != 2:
+                raise ValueError(f"token matrix must be 2 dimensional (tokens x dim), got shape {shape}")
+            if shape[1] != self.dimension:
+                raise ValueError(f"token matrix width {shape[1]} does not match store dimension {self.dimension}")
+
+        # Pack in the inputs' common dtype, append converts once
+        return self.append(*pack(matrices, dtype=np.result_type(*[np.asarray(m).dtype for m in matrices])))
 
     def delete(self, ids):
         """
-        Tombstones rows, ids out of range or already deleted are ignored. Returns ids actually deleted.
+        Tombstones rows. Ids out of range, not integers or already deleted are ignored.
+
+        Args:
+            ids: row id or list of row ids
+
+        Returns:
+            list of ids actually deleted, in input order
         """
 
-        raise NotImplementedError
+        try:
+            array = np.atleast_1d(np.asarray(ids))
+        except ValueError:
+            array = np.zeros(0, dtype=object)
+
+        # Mixed or non integer input: keep only the integer ids in range
+        if array.dtype.kind not in "iu":
+            values = list(ids) if isinstance(ids, (list, tuple)) else np.atleast_1d(np.asarray(ids, dtype=object)).ravel().tolist()
+            values = [x for x in values if isinstance(x, (int, np.integer)) and not isinstance(x, bool) and 0 <= x < self._rows]
+            array = np.array(values, dtype=np.int64)
+
+        # Keep valid, live, first occurrence ids
+        ids = array.ravel().astype(np.int64)
+        ids = ids[(ids >= 0) & (ids < self._rows)]
+        ids = ids[np.sort(np.unique(ids, return_index=True)[1])]
+        ids = ids[~self._deleted[ids]]
+
+        self._deleted[ids] = True
+        return ids.tolist()
 
     def gather(self, ids):
         """
-        Returns (flat, offsets, scales) for rows ids in that order: flat in the stored dtype (scales None unless int8).
-        Deleted rows come back with zero tokens.
+        Gathers rows into one ragged batch in the order given.
+
+        Args:
+            ids: list or array of row ids, repeats allowed
+
+        Returns:
+            (flat, offsets, scales): flat in the stored dtype, int64 offsets (len(ids) + 1), float32 per token scales for
+            int8 stores, otherwise None. Deleted rows come back with zero tokens.
         """
 
-        raise NotImplementedError
+        ids = self._ids(ids)
+
+        # Source start and length per requested row, deleted rows are empty
+        starts = self._offsets[ids]
+        lengths = self._offsets[ids + 1] - starts
+        lengths[self._deleted[ids]] = 0
+
+        # Output offsets and source token index for every output token (no Python loop per token or row)
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        index = np.arange(offsets[-1], dtype=np.int64) + np.repeat(starts - offsets[:-1], lengths)
+
+        flat = self._take(self._base, self._tail, index)
+        scales = self._take(self._basescales, self._tailscales, index) if self.dtype == "int8" else None
+
+        return flat, offsets, scales
+
+    def get(self, uid):
+        """
+        Gets one row's token vectors as float32 (dequantized for int8 stores). Deleted rows have zero tokens.
+
+        Args:
+            uid: row id
+
+        Returns:
+            float32 (tokens x dimension) matrix
+        """
+
+        flat, _, scales = self.gather([uid])
+        return dequantize(flat, scales) if scales is not None else flat.astype(np.float32)
+
+    def compact(self):
+        """
+        Rewrites the tokens without the deleted rows' tokens. Row ids stay stable: deleted rows become zero length.
+        The compacted tokens are held in memory (a memory-mapped store is read in) until the next save.
+
+        Returns:
+            number of token vectors reclaimed
+        """
+
+        rows = self._rows
+        lengths = np.diff(self._offsets[: rows + 1])
+        reclaimed = int(lengths[self._deleted[:rows]].sum())
+        if not reclaimed:
+            return 0
+
+        # Gather live tokens in row order, deleted rows come back empty
+        flat, offsets, scales = self.gather(np.arange(rows))
+
+        self._base, self._basescales = flat, scales
+        self._tail, self._tailscales = self._empty(0)
+        self._tailsize = 0
+        self._offsets[: rows + 1] = offsets
+
+        return reclaimed
 
     def save(self, path):
         """
-        Saves atomically to a folder (write aside, then rename). Never pickle.
+        Saves to a folder atomically, never pickling. Everything is written and fsynced into the sibling folder
+        path.tmp, then swapped in: path -> path.old, path.tmp -> path, path.old removed. A crash at any point leaves
+        a store that load(path) opens (see load). Saving over the folder this store is memory mapped from works: the new
+        files are written before the old ones are released. A store loaded with mmap=True re-maps the saved folder,
+        releasing the appended tail's memory. Deleted rows' tokens are saved as is, call compact first to drop them.
+
+        Args:
+            path: output folder
         """
 
-        raise NotImplementedError
+        path = os.path.abspath(os.fspath(path))
+        temp, old = f"{path}.tmp", f"{path}.old"
+
+        # Never swap away something that isn't a token store
+        if os.path.lexists(path) and not (os.path.isdir(path) and (not os.listdir(path) or self._isstore(path))):
+            raise StoreError(f"{path}: exists and is not a txtai-muvera token store, refusing to overwrite it")
+
+        # Write everything aside, a leftover temp folder is from a crashed save
+        if os.path.lexists(temp):
+            shutil.rmtree(temp)
+        os.makedirs(temp)
+        try:
+            self._write(temp)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+
+        # Swap in. When path is missing, path.old is the last complete store (crash recovery) and stays the backup.
+        if os.path.isdir(path):
+            if os.path.lexists(old):
+                shutil.rmtree(old)
+            os.rename(path, old)
+        os.rename(temp, path)
+        self._sync(os.path.dirname(path))
+
+        # Re-map memory-mapped stores from the new folder before releasing the old files
+        if self.mmap:
+            self._base, self._basescales = self._map(path, self.tokens)
+            self._tail, self._tailscales = self._empty(0)
+            self._tailsize = 0
+            self.path = path
+
+        if os.path.lexists(old):
+            shutil.rmtree(old)
 
     @staticmethod
     def load(path, mmap=True):
         """
-        Loads a folder written by save, memory mapped. Corrupt, truncated or foreign files raise a clear error.
+        Loads a folder written by save. Tokens (and int8 scales) are memory mapped, so a large store opens without being
+        read; offsets and tombstones are read and checksummed.
+
+        Recovery: path is loaded when it exists. When path is missing but path.old exists, a save crashed between its two
+        renames and path.old, the last complete store, is loaded. A path.tmp folder is never loaded: it is an unfinished
+        save, ignored and removed by the next save.
+
+        Args:
+            path: store folder
+            mmap: memory map tokens (default), False reads them into memory
+
+        Returns:
+            TokenStore
+
+        Raises:
+            StoreError: missing, foreign, corrupt or truncated store
         """
 
-        raise NotImplementedError
+        path = os.path.abspath(os.fspath(path))
+        if not os.path.isdir(path):
+            if not os.path.isdir(f"{path}.old"):
+                raise StoreError(f"{path}: no token store folder")
+            path = f"{path}.old"
+
+        config = TokenStore._metadata(path)
+        store = TokenStore(config["dimension"], config["dtype"])
+        rows, tokens = config["rows"], config["tokens"]
+
+        # Small arrays: read, checksum and check structure
+        offsets = TokenStore._small(path, config, "offsets.npy", np.int64, (rows + 1,))
+        if offsets[0] != 0 or offsets[-1] != tokens or (np.diff(offsets) < 0).any():
+            raise StoreError(f"{os.path.join(path, 'offsets.npy')}: offsets must rise monotonically from 0 to {tokens}")
+        deleted = TokenStore._small(path, config, "deleted.npy", np.bool_, (rows,))
+
+        # Large arrays: header and file size checks only, then map
+        TokenStore._check(path, config, "tokens.npy", config["dtype"], (tokens, config["dimension"]))
+        if config["dtype"] == "int8":
+            TokenStore._check(path, config, "scales.npy", np.float32, (tokens,))
+
+        store._base, store._basescales = store._map(path, tokens, mmap)
+        store._offsets, store._deleted, store._rows = offsets, deleted, rows
+        store.path, store.mmap = (path, True) if mmap else (None, False)
+
+        return store
+
+    def _validate(self, flat, offsets):
+        """
+        Checks an append batch.
+
+        Args:
+            flat: flat token matrix
+            offsets: offsets
+
+        Returns:
+            (flat, int64 offsets) as numpy arrays
+        """
+
+        flat, offsets = np.asarray(flat), np.asarray(offsets)
+        if flat.ndim != 2:
+            raise ValueError(f"token matrix must be 2 dimensional (tokens x dim), got shape {flat.shape}")
+        if flat.shape[1] != self.dimension:
+            raise ValueError(f"token matrix width {flat.shape[1]} does not match store dimension {self.dimension}")
+        if flat.dtype.kind not in "fiu":
+            raise ValueError(f"token vectors must be real numbers, got dtype {flat.dtype}")
+
+        if offsets.ndim != 1 or not len(offsets) or offsets.dtype.kind not in "iu":
+            raise ValueError(f"offsets must be a 1D integer array with one more entry than matrices, got {offsets!r}")
+        offsets = offsets.astype(np.int64)
+        if offsets[0] != 0 or offsets[-1] != len(flat) or (np.diff(offsets) < 0).any():
+            raise ValueError(f"offsets must rise monotonically from 0 to {len(flat)} tokens")
+
+        return flat, offsets
+
+    def _ids(self, ids):
+        """
+        Converts and range checks row ids.
+
+        Args:
+            ids: row ids
+
+        Returns:
+            int64 array
+        """
+
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or (len(ids) and ids.dtype.kind not in "iu"):
+            raise IndexError(f"row ids must be a 1D list of integers, got {ids!r}")
+
+        ids = ids.astype(np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= self._rows):
+            bad = ids[(ids < 0) | (ids >= self._rows)][0]
+            raise IndexError(f"row id {bad} out of range for a store with {self._rows} rows")
+
+        return ids
+
+    def _empty(self, size):
+        """
+        Creates an empty token matrix and scales (None unless int8).
+
+        Args:
+            size: number of rows
+
+        Returns:
+            (tokens, scales)
+        """
+
+        return np.zeros((size, self.dimension), dtype=self.dtype), np.zeros(size, dtype=np.float32) if self.dtype == "int8" else None
+
+    def _reserve(self, tail, scales, size):
+        """
+        Grows the tail to hold size tokens, doubling capacity so appends are amortised O(1).
+
+        Args:
+            tail: tail tokens
+            scales: tail scales or None
+            size: required token capacity
+
+        Returns:
+            (tail, scales)
+        """
+
+        if size <= len(tail):
+            return tail, scales
+
+        capacity = max(size, 2 * len(tail), 256)
+        grown, grownscales = self._empty(capacity)
+        grown[: self._tailsize] = tail[: self._tailsize]
+        if scales is not None:
+            grownscales[: self._tailsize] = scales[: self._tailsize]
+
+        return grown, grownscales
+
+    def _grow(self, array, size):
+        """
+        Grows a 1D array to hold size entries by capacity doubling.
+
+        Args:
+            array: array
+            size: required size
+
+        Returns:
+            array with len >= size, existing values kept
+        """
+
+        if size <= len(array):
+            return array
+
+        grown = np.zeros(max(size, 2 * len(array), 256), dtype=array.dtype)
+        grown[: len(array)] = array
+        return grown
+
+    def _take(self, base, tail, index):
+        """
+        Reads token positions across the base and the tail.
+
+        Args:
+            base: base array (memory map or in memory)
+            tail: tail array
+            index: int64 token positions
+
+        Returns:
+            array with one entry per index
+        """
+
+        size = len(base)
+        if not len(index) or index.max() < size:
+            return np.asarray(base[index])
+        if index.min() >= size:
+            return tail[index - size]
+
+        # Mixed: split reads between both parts
+        inbase = index < size
+        output = np.empty((len(index),) + base.shape[1:], dtype=base.dtype)
+        output[inbase] = base[index[inbase]]
+        output[~inbase] = tail[index[~inbase] - size]
+        return output
+
+    def _write(self, folder):
+        """
+        Writes every file into folder and fsyncs, metadata last.
+
+        Args:
+            folder: empty output folder
+        """
+
+        rows, tokens = self._rows, self.tokens
+        files, checksums = {}, {}
+
+        # Large arrays are streamed block by block from the base and tail
+        files["tokens.npy"] = self._stream(os.path.join(folder, "tokens.npy"), self._base, self._tail[: self._tailsize])
+        if self.dtype == "int8":
+            files["scales.npy"] = self._stream(os.path.join(folder, "scales.npy"), self._basescales, self._tailscales[: self._tailsize])
+
+        # Small arrays are checksummed
+        for name, array in [("offsets.npy", self._offsets[: rows + 1]), ("deleted.npy", self._deleted[:rows])]:
+            buffer = io.BytesIO()
+            np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            data = buffer.getvalue()
+            self._writebytes(os.path.join(folder, name), data)
+            files[name] = {"bytes": len(data), "shape": list(array.shape), "dtype": str(array.dtype)}
+            checksums[name] = f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+        config = {
+            "format": FORMAT,
+            "version": VERSION,
+            "dimension": self.dimension,
+            "dtype": self.dtype,
+            "rows": rows,
+            "tokens": tokens,
+            "files": files,
+            "checksums": checksums,
+        }
+        self._writebytes(os.path.join(folder, "store.json"), json.dumps(config, indent=2).encode("utf-8"))
+        self._sync(folder)
+
+    def _stream(self, path, *parts):
+        """
+        Writes arrays concatenated along axis 0 as one .npy file without building the concatenation in memory.
+
+        Args:
+            path: output file
+            parts: arrays with the same dtype and trailing shape
+
+        Returns:
+            file description: bytes, shape, dtype
+        """
+
+        shape = (sum(len(part) for part in parts),) + parts[0].shape[1:]
+        dtype = parts[0].dtype
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+
+        with open(path, "wb") as output:
+            np.lib.format.write_array_header_1_0(output, header)
+            for part in parts:
+                step = max(1, BLOCK // max(1, part[:1].nbytes))
+                for start in range(0, len(part), step):
+                    output.write(np.ascontiguousarray(part[start : start + step]).data)
+            output.flush()
+            os.fsync(output.fileno())
+            size = output.tell()
+
+        return {"bytes": size, "shape": list(shape), "dtype": str(dtype)}
+
+    def _writebytes(self, path, data):
+        """
+        Writes bytes to a file and fsyncs it.
+
+        Args:
+            path: output file
+            data: bytes
+        """
+
+        with open(path, "wb") as output:
+            output.write(data)
+            output.flush()
+            os.fsync(output.fileno())
+
+    def _map(self, path, tokens, mmap=True):
+        """
+        Opens the tokens (and scales) files of a validated folder.
+
+        Args:
+            path: store folder
+            tokens: token count
+            mmap: memory map when True, read into memory otherwise
+
+        Returns:
+            (tokens, scales)
+        """
+
+        mode = "r" if mmap else None
+        try:
+            base = np.load(os.path.join(path, "tokens.npy"), mmap_mode=mode, allow_pickle=False)
+            scales = np.load(os.path.join(path, "scales.npy"), mmap_mode=mode, allow_pickle=False) if self.dtype == "int8" else None
+        except (OSError, ValueError) as error:
+            raise StoreError(f"{path}: unreadable tokens: {error}") from error
+
+        return base, scales
+
+    def _isstore(self, path):
+        """
+        Checks if a folder holds token store metadata.
+
+        Args:
+            path: folder
+
+        Returns:
+            True if path/store.json names this format
+        """
+
+        try:
+            with open(os.path.join(path, "store.json"), encoding="utf-8") as handle:
+                return json.load(handle).get("format") == FORMAT
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    @staticmethod
+    def _sync(folder):
+        """
+        Fsyncs a folder so renames and new files in it are durable. No-op where folders can't be opened (Windows).
+
+        Args:
+            folder: folder path
+        """
+
+        try:
+            descriptor = os.open(folder, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(descriptor)
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
+
+    @staticmethod
+    def _metadata(path):
+        """
+        Reads and checks store.json.
+
+        Args:
+            path: store folder
+
+        Returns:
+            metadata dict
+        """
+
+        name = os.path.join(path, "store.json")
+        try:
+            with open(name, encoding="utf-8") as handle:
+                config = json.load(handle)
+        except FileNotFoundError as error:
+            raise StoreError(f"not a txtai-muvera token store: {path}: store.json missing") from error
+        except (OSError, ValueError) as error:
+            raise StoreError(f"not a txtai-muvera token store: {name}: unreadable metadata ({error})") from error
+
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise StoreError(f"not a txtai-muvera token store: {name}: format is not {FORMAT!r}")
+        if config.get("version") != VERSION:
+            raise StoreError(f"{name}: unsupported token store version {config.get('version')!r}, this build reads version {VERSION}")
+
+        # Required fields and types
+        for key in ["dimension", "rows", "tokens"]:
+            value = config.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "dimension" else 0):
+                raise StoreError(f"{name}: invalid {key} {value!r}")
+        if config.get("dtype") not in DTYPES:
+            raise StoreError(f"{name}: invalid dtype {config.get('dtype')!r}")
+        if not isinstance(config.get("files"), dict) or not isinstance(config.get("checksums"), dict):
+            raise StoreError(f"{name}: files and checksums missing")
+
+        return config
+
+    @staticmethod
+    def _size(path, config, name):
+        """
+        Checks a file's size against metadata.
+
+        Args:
+            path: store folder
+            config: metadata
+            name: file name
+
+        Returns:
+            file size in bytes
+        """
+
+        filename = os.path.join(path, name)
+        expected = config["files"].get(name)
+        if not isinstance(expected, dict) or not isinstance(expected.get("bytes"), int):
+            raise StoreError(f"{filename}: not described in store.json")
+
+        try:
+            size = os.path.getsize(filename)
+        except OSError as error:
+            raise StoreError(f"{filename}: missing ({error})") from error
+        if size != expected["bytes"]:
+            problem = "truncated" if size < expected["bytes"] else "larger than recorded"
+            raise StoreError(f"{filename}: {problem}, {size} bytes on disk, {expected['bytes']} expected")
+
+        return size
+
+    @staticmethod
+    def _check(path, config, name, dtype, shape):
+        """
+        Checks a .npy file's size, header dtype and shape against metadata without reading its data or unpickling.
+
+        Args:
+            path: store folder
+            config: metadata
+            name: file name
+            dtype: expected dtype
+            shape: expected shape
+        """
+
+        filename = os.path.join(path, name)
+        size = TokenStore._size(path, config, name)
+
+        # Parse the header only (safe literal parsing, object dtypes are rejected before any data is read)
+        try:
+            with open(filename, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                if version not in [(1, 0), (2, 0)]:
+                    raise ValueError(f"unsupported .npy version {version}")
+                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                fshape, fortran, fdtype = reader(handle)
+                start = handle.tell()
+        except ValueError as error:
+            raise StoreError(f"{filename}: not a valid .npy file ({error})") from error
+
+        if fdtype != np.dtype(dtype) or tuple(fshape) != tuple(shape) or fortran:
+            raise StoreError(f"{filename}: holds {fdtype} {tuple(fshape)}, expected {np.dtype(dtype)} {tuple(shape)} in C order")
+        if start + np.dtype(dtype).itemsize * int(np.prod(shape)) != size:
+            raise StoreError(f"{filename}: file size {size} does not match its header")
+
+    @staticmethod
+    def _small(path, config, name, dtype, shape):
+        """
+        Reads a small .npy file after verifying its size and checksum.
+
+        Args:
+            path: store folder
+            config: metadata
+            name: file name
+            dtype: expected dtype
+            shape: expected shape
+
+        Returns:
+            writable in-memory array
+        """
+
+        TokenStore._size(path, config, name)
+
+        # Checksum the raw bytes before parsing anything
+        filename = os.path.join(path, name)
+        with open(filename, "rb") as handle:
+            data = handle.read()
+
+        checksum = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        if config["checksums"].get(name) != checksum:
+            raise StoreError(f"{filename}: checksum mismatch, file is corrupt")
+
+        TokenStore._check(path, config, name, dtype, shape)
+
+        try:
+            return np.array(np.load(io.BytesIO(data), allow_pickle=False))
+        except ValueError as error:
+            raise StoreError(f"{filename}: unreadable ({error})") from error
+
+    @staticmethod
+    def _readonly(array):
+        """
+        Makes a read-only view.
+
+        Args:
+            array: array
+
+        Returns:
+            read-only view
+        """
+
+        view = array.view()
+        view.flags.writeable = False
+        return view
