@@ -120,11 +120,12 @@ class Muvera(ANN):
         """
 
         if self.delegate:
-            return self.delegate.search(queries, depth)
+            # Backends pad short result lists with negative ids
+            return [[(uid, score) for uid, score in rows if uid >= 0] for rows in self.delegate.search(queries, depth)]
 
         # Exact inner products; deleted rows can never be candidates
-        scores = torch.from_numpy(queries) @ torch.from_numpy(np.asarray(self.fdes)).T
-        scores[:, torch.from_numpy(self.store.deleted[: scores.shape[1]])] = -torch.inf
+        scores = torch.from_numpy(queries @ self.fdes.T)
+        scores[:, torch.tensor(self.store.deleted[: scores.shape[1]])] = -torch.inf
 
         top = torch.topk(scores, min(depth, scores.shape[1]))
         return [

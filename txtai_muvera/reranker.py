@@ -20,16 +20,32 @@ class Reranker(Pipeline):
     index's stored token matrices are re-scored: no document is encoded again. Otherwise the result texts are encoded.
     """
 
-    def __init__(self, embeddings, similarity):
+    def __init__(self, embeddings=None, similarity=None, application=None):
         """
         Creates a Reranker pipeline.
 
         Args:
-            embeddings: embeddings instance
-            similarity: txtai_muvera.Similarity instance
+            embeddings: embeddings instance, defaults to the application's embeddings
+            similarity: txtai_muvera.Similarity instance, or the name of an application pipeline
+            application: txtai application, set by txtai when the YAML config has an application key
         """
 
+        self.application = application
         self.embeddings, self.similarity = embeddings, similarity
+
+    def resolve(self):
+        """
+        Resolves the embeddings and similarity pipeline from the application, which creates its index after its pipelines.
+        """
+
+        if self.application:
+            if self.embeddings is None:
+                self.embeddings = self.application.embeddings
+            if isinstance(self.similarity, str):
+                self.similarity = self.application.pipelines[self.similarity]
+
+        if self.embeddings is None or self.similarity is None or isinstance(self.similarity, str):
+            raise ValueError("Reranker needs an embeddings instance and a txtai_muvera.Similarity pipeline")
 
     # pylint: disable=W0222
     def __call__(self, query, limit=3, factor=10, **kwargs):
@@ -45,6 +61,8 @@ class Reranker(Pipeline):
         Returns:
             list of query results rescored with MaxSim, a list of those for a list of queries
         """
+
+        self.resolve()
 
         queries = [query] if isinstance(query, str) else query
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

@@ -17,10 +17,9 @@ saved index loads later without this import. The explicit config needs no import
 import functools
 import inspect
 
-import txtai
-
 from txtai.models import PoolingFactory
 from txtai.scoring.sparse import Sparse
+from txtai.version import __version__ as TXTAI
 
 # txtai major versions this hook was written and tested against
 SUPPORTED = (9,)
@@ -38,11 +37,11 @@ def enable():
         return
 
     # Fail loudly when txtai changed under us
-    major = int(txtai.__version__.split(".")[0])
+    major = int(TXTAI.split(".")[0])
     parameters = list(inspect.signature(Sparse.__init__).parameters)
     if major not in SUPPORTED or parameters[:3] != ["self", "config", "models"]:
         raise ImportError(
-            f"txtai_muvera.sparse supports txtai {SUPPORTED} with Sparse.__init__(self, config, models), found txtai {txtai.__version__} "
+            f"txtai_muvera.sparse supports txtai {SUPPORTED} with Sparse.__init__(self, config, models), found txtai {TXTAI} "
             f"with Sparse.__init__{tuple(parameters)}: use the explicit config sparse={{path, vectormethod: {VECTORMETHOD}, backend: {BACKEND}}}"
         )
 

@@ -1,0 +1,49 @@
+"""
+Shared test helpers: a small corpus, config builders, brute-force MaxSim and a local generator.
+"""
+
+import numpy as np
+
+# Small corpus with distinct topics so rankings are meaningful even with a random model
+TEXTS = [
+    "US tops 5 million confirmed virus cases",
+    "Canada's last fully intact ice shelf has suddenly collapsed, forming a Manhattan-sized iceberg",
+    "Beijing mobilises invasion craft along coast as Taiwan tensions escalate",
+    "The National Park Service warns against sacrificing slower friends in a bear attack",
+    "Maine man wins $1M from $25 lottery ticket",
+    "Make huge profits without work, earn up to $100,000 a day",
+    "Protein folding predicted from amino acid sequence with deep learning",
+    "Vitamin D supplements do not prevent fractures in older adults",
+    "Insulin resistance is associated with obesity and type 2 diabetes",
+    "The stock market rallied after the central bank cut interest rates",
+    "A new species of frog was discovered in the Amazon rainforest",
+    "Solar panels convert sunlight into electricity with silicon cells",
+]
+
+
+def late(model, **muvera):
+    """
+    Builds a late-interaction embeddings config.
+    """
+
+    return {"path": str(model), "method": "txtai_muvera.LateVectors", "backend": "txtai_muvera.Muvera", "content": True, "muvera": muvera}
+
+
+def exact(encoder, query, text, reduce="mean"):
+    """
+    Brute-force MaxSim of a query and a document, encoded afresh.
+    """
+
+    q = encoder.encode([query], category="query")[0].astype(np.float64)
+    d = encoder.encode([text], category="data")[0].astype(np.float64)
+    scores = (q @ d.T).max(axis=1)
+    return scores.mean() if reduce == "mean" else scores.sum()
+
+
+class Echo:
+    """
+    A generator that answers every prompt with the prompt itself, so a test sees the context a RAG pipeline builds.
+    """
+
+    def __call__(self, prompts, **kwargs):
+        return [prompt if isinstance(prompt, str) else prompt[-1]["content"] for prompt in prompts]

@@ -1,0 +1,192 @@
+"""
+Embeddings integration tests: txtai_muvera.LateVectors + txtai_muvera.Muvera inside real txtai indexes.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from txtai import Embeddings
+
+from txtai_muvera.encoder import LateEncoder
+
+from helpers import TEXTS, exact, late
+
+
+@pytest.fixture(scope="module")
+def encoder(pylate_model):
+    return LateEncoder(str(pylate_model), gpu=False)
+
+
+def check(embeddings, encoder, queries, tolerance):
+    """
+    Asserts every returned score equals a fresh exact MaxSim of that query and document.
+    """
+
+    for query in queries:
+        results = embeddings.search(query, 5)
+        assert results
+        for result in results:
+            assert result["score"] == pytest.approx(exact(encoder, query, result["text"]), abs=tolerance)
+
+        # Sorted by score
+        scores = [r["score"] for r in results]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_index_search_exact_scores(pylate_model, encoder):
+    embeddings = Embeddings(late(pylate_model, dtype="float32"))
+    embeddings.index(TEXTS)
+
+    assert embeddings.count() == len(TEXTS)
+    check(embeddings, encoder, ["virus cases", "lottery ticket winner", "frog species"], 1e-5)
+
+    # Every document is a candidate here, so the top result is the exact MaxSim argmax over the corpus
+    query = "ice shelf collapse"
+    best = max(range(len(TEXTS)), key=lambda x: exact(encoder, query, TEXTS[x]))
+    assert embeddings.search(query, 1)[0]["id"] == str(best)
+
+
+def test_float16_and_int8_scores(pylate_model, encoder):
+    for dtype, tolerance in [("float16", 2e-3), ("int8", 1e-2)]:
+        embeddings = Embeddings(late(pylate_model, dtype=dtype))
+        embeddings.index(TEXTS)
+        check(embeddings, encoder, ["interest rates", "diabetes"], tolerance)
+
+
+def test_batchsearch_and_sql(pylate_model):
+    embeddings = Embeddings(late(pylate_model))
+    embeddings.index([(f"doc{x}", {"text": text, "topic": x % 2}, None) for x, text in enumerate(TEXTS)])
+
+    single = [embeddings.search(q, 3) for q in ["virus", "stock market"]]
+    batch = embeddings.batchsearch(["virus", "stock market"], 3)
+    assert [[r["id"] for r in x] for x in single] == [[r["id"] for r in x] for x in batch]
+
+    # SQL similar() with a filter
+    rows = embeddings.search("select id, text, topic, score from txtai where similar('stock market') and topic = 1", 10)
+    assert rows and all(row["topic"] == 1 for row in rows)
+    assert [row["id"] for row in rows] == [row["id"] for row in embeddings.search("stock market", 20) if int(row["id"][3:]) % 2 == 1][: len(rows)]
+
+
+def test_candidates_zero_is_muvera_only(pylate_model):
+    embeddings = Embeddings(late(pylate_model, candidates=0))
+    embeddings.index(TEXTS)
+
+    # Scores are FDE inner products
+    fdes = embeddings.batchtransform([(None, text, None) for text in TEXTS], category="data")
+    query = embeddings.batchtransform([(None, "virus cases", None)])
+    expected = np.asarray(query) @ np.asarray(fdes).T
+
+    results = embeddings.search("virus cases", 3)
+    for result in results:
+        assert result["score"] == pytest.approx(float(expected[0, int(result["id"])]), rel=1e-4)
+
+
+def test_upsert_delete_save_load(pylate_model, encoder, tmp_path):
+    embeddings = Embeddings(late(pylate_model))
+    embeddings.index([(x, text, None) for x, text in enumerate(TEXTS[:8])])
+
+    # Replace two documents, add two, delete two
+    embeddings.upsert([(1, "Ice cream sales rise in the summer heat", None), (3, TEXTS[9], None), (20, TEXTS[10], None), (21, TEXTS[11], None)])
+    embeddings.delete([0, 5])
+    assert embeddings.count() == 8
+
+    for path in [tmp_path / "index", tmp_path / "index.tar.gz"]:
+        embeddings.save(str(path))
+        loaded = Embeddings()
+        loaded.load(str(path))
+
+        assert loaded.count() == 8
+        # Content ids come back as strings
+        ids = {r["id"] for q in ["ice cream summer", "virus", "profits", "frog"] for r in loaded.search(q, 10)}
+        assert not ids & {"0", "5"}
+        assert {"1", "3", "20", "21"} <= ids
+        check(loaded, encoder, ["ice cream summer", "solar electricity", "bear attack"], 2e-3)
+
+        # Upsert after load keeps working
+        loaded.upsert([(30, "Bears attack campers in Yellowstone", None)])
+        assert loaded.search("bear attack campers", 1)[0]["id"] == "30"
+        check(loaded, encoder, ["bear attack campers"], 2e-3)
+
+
+def test_content_disabled(pylate_model):
+    config = late(pylate_model)
+    config["content"] = False
+    embeddings = Embeddings(config)
+    embeddings.index([(f"id{x}", text, None) for x, text in enumerate(TEXTS)])
+
+    # A document's own text finds it first, even with a random model
+    results = embeddings.search(TEXTS[4], 3)
+    assert results[0][0] == "id4"
+    embeddings.delete(["id4"])
+    assert "id4" not in [uid for uid, _ in embeddings.search(TEXTS[4], 3)]
+
+
+def test_reindex_and_subindexes(pylate_model):
+    # Subindexes hold no content of their own
+    subindex = {**late(pylate_model), "content": False}
+    embeddings = Embeddings(content=True, defaults=False, indexes={"late": subindex})
+    embeddings.index(TEXTS)
+
+    results = embeddings.search(f"select id, text, score from txtai where similar('{TEXTS[10]}', 'late')", 3)
+    assert results[0]["text"] == TEXTS[10]
+
+    # Reindex with other encoding parameters
+    embeddings = Embeddings(late(pylate_model))
+    embeddings.index(TEXTS)
+    embeddings.reindex(late(pylate_model, repetitions=10, hashes=4))
+    assert embeddings.config["muvera"]["repetitions"] == 10
+    assert embeddings.search(TEXTS[10], 1)[0]["text"] == TEXTS[10]
+
+
+def test_checkpoint_recovery(pylate_model, tmp_path):
+    checkpoint = str(tmp_path / "checkpoint")
+    first = Embeddings(late(pylate_model))
+    first.index(TEXTS, checkpoint=checkpoint)
+
+    # A second run with the same checkpoint reads vectors and token matrices from it
+    assert os.listdir(checkpoint)
+    second = Embeddings(late(pylate_model))
+    second.index(TEXTS, checkpoint=checkpoint)
+    for query in ["virus", "frog", "rates"]:
+        assert [(r["id"], round(r["score"], 5)) for r in first.search(query, 5)] == [(r["id"], round(r["score"], 5)) for r in second.search(query, 5)]
+
+
+@pytest.mark.parametrize("search", ["faiss", "hnsw", {"backend": "hnsw", "hnsw": {"efsearch": 64, "m": 8}}])
+def test_delegated_fde_search(pylate_model, encoder, tmp_path, search):
+    embeddings = Embeddings(late(pylate_model, search=search))
+    embeddings.index(TEXTS)
+    embeddings.delete(["4"])
+    check(embeddings, encoder, ["virus cases", "frog"], 2e-3)
+    assert "4" not in [r["id"] for r in embeddings.search(TEXTS[4], 5)]
+
+    embeddings.save(str(tmp_path / "delegated"))
+    loaded = Embeddings().load(str(tmp_path / "delegated"))
+    assert [r["id"] for r in loaded.search("frog", 3)] == [r["id"] for r in embeddings.search("frog", 3)]
+
+
+def test_similarity_method(pylate_model, encoder):
+    embeddings = Embeddings(late(pylate_model))
+    scores = embeddings.similarity("virus cases", TEXTS[:4])
+    assert sorted(uid for uid, _ in scores) == [0, 1, 2, 3]
+    for uid, score in scores:
+        assert score == pytest.approx(exact(encoder, "virus cases", TEXTS[uid]), abs=1e-5)
+
+
+def test_bad_config(pylate_model):
+    # txtai wraps errors raised while it creates a Vectors method in an ImportError: ours is its cause
+    for muvera, message in [({"candidate": 10}, "did you mean 'candidates'"), ({"dtype": "float8"}, "dtype"), ({"candidates": -1}, "candidates")]:
+        with pytest.raises(ImportError) as error:
+            Embeddings(late(pylate_model, **muvera))
+        assert isinstance(error.value.__cause__, ValueError)
+        assert message in str(error.value.__cause__)
+
+
+def test_fingerprint_mismatch(pylate_model, stanford_model, tmp_path):
+    embeddings = Embeddings(late(pylate_model))
+    embeddings.index(TEXTS)
+    embeddings.save(str(tmp_path / "index"))
+
+    with pytest.raises(ValueError, match="different late-interaction model|dimensions"):
+        Embeddings().load(str(tmp_path / "index"), config={"path": str(stanford_model)}).search("virus", 3)

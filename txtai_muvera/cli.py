@@ -1,0 +1,141 @@
+"""
+CLI module
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+def plugins(args):
+    """
+    Prints what is registered with the plugin manager.
+
+    Args:
+        args: parsed arguments
+
+    Returns:
+        exit code
+    """
+
+    # pylint: disable=C0415
+    from . import plugins as manager
+
+    for kind, entries in manager.registered().items():
+        print(f"{kind}:")
+        for name, target in entries.items():
+            print(f"  {name:<16} {target}")
+
+    return 0
+
+
+def evaluate(args):
+    """
+    Evaluates late-interaction retrieval on a BEIR folder and prints a results table.
+
+    Args:
+        args: parsed arguments
+
+    Returns:
+        exit code
+    """
+
+    # pylint: disable=C0415
+    from .evaluate import Evaluate, plot, table
+
+    # muvera: block from --muvera (JSON text or file), then the individual flags
+    block = {}
+    if args.muvera:
+        text = args.muvera
+        if os.path.isfile(text):
+            with open(text, encoding="utf-8") as f:
+                text = f.read()
+        block = json.loads(text)
+        if not isinstance(block, dict):
+            raise SystemExit("--muvera must be a JSON object")
+
+    for key in ("candidates", "dtype", "repetitions", "hashes", "projection", "final"):
+        if getattr(args, key) is not None:
+            block[key] = getattr(args, key)
+
+    evaluation = Evaluate(
+        args.model,
+        args.folder,
+        split=args.split,
+        queries=args.queries,
+        muvera=block,
+        batchsize=args.batchsize,
+        gpu=not args.cpu,
+        compare=args.compare,
+        comparequeries=args.compare_queries,
+        progress=not args.no_progress,
+    )
+    results = evaluation(sweep=[int(x) for x in args.sweep.split(",")] if args.plot else None)
+
+    # Table, then the optional JSON and plot files
+    print(table(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+        print(f"\nResults written to {args.json}")
+    if args.plot:
+        plot(results, args.plot)
+        print(f"Plot written to {args.plot}")
+
+    return 0
+
+
+def parser():
+    """
+    Builds the argument parser.
+
+    Returns:
+        argparse.ArgumentParser
+    """
+
+    main = argparse.ArgumentParser(prog="txtai-muvera", description="Late-interaction retrieval with MUVERA for txtai")
+    commands = main.add_subparsers(dest="command", required=True)
+
+    command = commands.add_parser("plugins", help="list registered encoders, encodings, stores and pipelines")
+    command.set_defaults(run=plugins)
+
+    # Evaluation on a BEIR folder
+    command = commands.add_parser("evaluate", help="evaluate exact MaxSim, MUVERA + re-rank and MUVERA only on a BEIR folder")
+    command.add_argument("model", help="late-interaction model, local folder or hub id")
+    command.add_argument("folder", help="BEIR folder with corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv")
+    command.add_argument("--split", default="test", help="qrels split (default: test)")
+    command.add_argument("--queries", type=int, help="evaluate the first N judged queries only")
+    command.add_argument("--candidates", type=int, help="MUVERA candidates re-ranked with exact MaxSim (default: 100)")
+    command.add_argument("--dtype", choices=["float32", "float16", "int8"], help="token store dtype (default: float16)")
+    command.add_argument("--repetitions", type=int, help="FDE repetitions (default: 20)")
+    command.add_argument("--hashes", type=int, help="FDE SimHash bits, 2^hashes partitions (default: 5)")
+    command.add_argument("--projection", type=int, help="FDE AMS projection width, 0 for identity (default: 16)")
+    command.add_argument("--final", type=int, help="FDE Count-Sketch final projection width (default: none)")
+    command.add_argument("--muvera", help="muvera: config block as JSON text or a JSON file; the flags above override its keys")
+    command.add_argument("--batchsize", type=int, default=32, help="encoding batch size (default: 32)")
+    command.add_argument("--cpu", action="store_true", help="run on the CPU even when an accelerator is available")
+    command.add_argument("--compare", choices=["txtai"], help="add txtai's own late-interaction pipeline as extra rows")
+    command.add_argument("--compare-queries", type=int, default=20, help="queries txtai's Reranker latency is measured on (default: 20)")
+    command.add_argument("--json", help="write every figure to this JSON file")
+    command.add_argument("--plot", help="plot nDCG@10 and latency against re-ranked candidates to this PNG file")
+    command.add_argument("--sweep", default="10,25,50,100,200,500", help="re-ranked candidate counts of the plot (default: 10,25,50,100,200,500)")
+    command.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    command.set_defaults(run=evaluate)
+
+    return main
+
+
+def main(argv=None):
+    """
+    Runs the command line.
+
+    Args:
+        argv: arguments, defaults to sys.argv
+
+    Returns:
+        exit code
+    """
+
+    args = parser().parse_args(argv if argv is not None else sys.argv[1:])
+    return args.run(args)
