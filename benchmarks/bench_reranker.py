@@ -1,0 +1,133 @@
+"""
+Reranker benchmark: the seed's second snippet (Reranker(embeddings, similarity)) with txtai-muvera's classes vs txtai's own,
+on the same model and corpus, in one run. Reports per-query latency for 100 re-ranked candidates and the ratio.
+
+    python benchmarks/bench_reranker.py --model ../shared/models/minilm-colbert --data ../shared/data/beir/scifact [--write]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+from pathlib import Path
+
+import numpy as np
+
+from txtai import Embeddings
+from txtai.pipeline import Reranker as TxtaiReranker, Similarity as TxtaiSimilarity
+
+from txtai_muvera import Reranker, Similarity
+
+RESULTS = Path(__file__).parent / "RESULTS.md"
+HEADING = "## Reranker latency"
+
+
+def load(folder, documents, queries):
+    """
+    Loads a BEIR corpus and test queries.
+    """
+
+    corpus = [json.loads(line) for line in open(os.path.join(folder, "corpus.jsonl"), encoding="utf-8")][:documents]
+    qrels = {line.split("\t")[0] for line in open(os.path.join(folder, "qrels", "test.tsv"), encoding="utf-8").read().splitlines()[1:]}
+    texts = [json.loads(line) for line in open(os.path.join(folder, "queries.jsonl"), encoding="utf-8")]
+    return [(doc["_id"], f"{doc['title']} {doc['text']}", None) for doc in corpus], [q["text"] for q in texts if q["_id"] in qrels][:queries]
+
+
+def timed(reranker, queries, limit, factor):
+    """
+    Runs one query at a time, returns per-query milliseconds and results.
+    """
+
+    times, results = [], []
+    for query in queries:
+        start = time.perf_counter()
+        results.append(reranker(query, limit=limit, factor=factor))
+        times.append((time.perf_counter() - start) * 1000)
+
+    return times, results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="../shared/models/minilm-colbert")
+    parser.add_argument("--data", default="../shared/data/beir/scifact")
+    parser.add_argument("--documents", type=int, default=None, help="corpus size, defaults to all")
+    parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--write", action="store_true", help=f"write the results under '{HEADING}' in {RESULTS}")
+    args = parser.parse_args()
+
+    documents, queries = load(args.data, args.documents, args.queries)
+    limit, factor = 10, 10
+
+    # Ours: Embeddings with stored token vectors + Reranker reusing them
+    start = time.perf_counter()
+    ours = Embeddings(path=args.model, method="txtai_muvera.LateVectors", backend="txtai_muvera.Muvera", content=True)
+    ours.index(documents)
+    oursindex = time.perf_counter() - start
+    oursreranker = Reranker(ours, Similarity(args.model))
+
+    # txtai's: built-in late pooling + Muvera index, Similarity(lateencode=True), Reranker
+    start = time.perf_counter()
+    theirs = Embeddings(path=args.model, content=True)
+    theirs.index(documents)
+    theirsindex = time.perf_counter() - start
+    theirsreranker = TxtaiReranker(theirs, TxtaiSimilarity(args.model, lateencode=True))
+
+    # Warm up both, then time alternately so machine load affects both sides alike
+    oursreranker(queries[0], limit=limit, factor=factor)
+    theirsreranker(queries[0], limit=limit, factor=factor)
+    ourstimes, theirstimes, agree = [], [], []
+    for query in queries:
+        t, r = timed(oursreranker, [query], limit, factor)
+        ourstimes.extend(t)
+        u, s = timed(theirsreranker, [query], limit, factor)
+        theirstimes.extend(u)
+        agree.append(len({x["id"] for x in r[0]} & {x["id"] for x in s[0]}) / limit)
+
+    ours50, theirs50 = statistics.median(ourstimes), statistics.median(theirstimes)
+    rows = [
+        ("txtai-muvera Reranker", ours50, np.percentile(ourstimes, 95), oursindex),
+        ("txtai 9.14 Reranker", theirs50, np.percentile(theirstimes, 95), theirsindex),
+    ]
+
+    lines = [
+        f"{len(documents)} documents, {len(queries)} queries one at a time, limit {limit} x factor {factor} = {limit * factor} re-ranked candidates, model {Path(args.model).name}.",
+        "",
+        "| pipeline | p50 ms/query | p95 ms/query | index build s |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {p50:.1f} | {p95:.1f} | {build:.1f} |" for name, p50, p95, build in rows]
+    lines += [
+        "",
+        f"**Speed-up per query (p50): {theirs50 / ours50:.1f}x.** Top-10 overlap between the two pipelines: {statistics.mean(agree):.2f} "
+        "(txtai's pipeline encodes without PyLate's query expansion, so its rankings differ).",
+        "",
+        f"Regenerate: `python benchmarks/bench_reranker.py --model {args.model} --data {args.data} --write`",
+    ]
+    print("\n".join(lines))
+
+    if args.write:
+        write(lines)
+
+
+def write(lines):
+    """
+    Replaces this benchmark's section of RESULTS.md.
+    """
+
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    section = f"{HEADING}\n\n" + "\n".join(lines) + "\n"
+    if HEADING in text:
+        start = text.index(HEADING)
+        end = text.find("\n## ", start + len(HEADING))
+        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+
+    RESULTS.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
