@@ -2,8 +2,12 @@
 ANN module
 """
 
+import hashlib
 import json
 import os
+import threading
+
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -17,7 +21,85 @@ from .maxsim import maxsim
 from .settings import resolve
 
 # Metadata file format of a saved Muvera index folder
-FORMAT, VERSION = "txtai-muvera-index", 1
+FORMAT, VERSION = "txtai-muvera-index", 2
+
+# Largest muvera.json read: real metadata is a few kilobytes, anything bigger is not ours
+METADATA = 1 << 20
+
+# Bytes read per block when checksumming files
+BLOCK = 1 << 24
+
+
+class IndexFileError(ValueError):
+    """
+    Raised when a saved Muvera index folder is missing, foreign, corrupt or truncated. The message names the file and the problem.
+    """
+
+
+class ReadWriteLock:
+    """
+    Many readers or one writer. A waiting writer blocks new readers, so a steady stream of searches cannot starve an upsert.
+    The writing thread may also read (a write that calls a read method does not deadlock).
+    """
+
+    def __init__(self):
+        self.condition = threading.Condition(threading.Lock())
+        self.readers, self.writer, self.waiting = 0, None, 0
+
+    @contextmanager
+    def read(self):
+        """
+        Holds the lock shared while the block runs.
+        """
+
+        me = threading.get_ident()
+        with self.condition:
+            # The writer already holds the lock exclusively
+            reentrant = self.writer == me
+            if not reentrant:
+                while self.writer is not None or self.waiting:
+                    self.condition.wait()
+                self.readers += 1
+
+        if reentrant:
+            yield
+            return
+
+        try:
+            yield
+        finally:
+            with self.condition:
+                self.readers -= 1
+                if not self.readers:
+                    self.condition.notify_all()
+
+    @contextmanager
+    def write(self):
+        """
+        Holds the lock exclusively while the block runs.
+        """
+
+        me = threading.get_ident()
+        with self.condition:
+            # Re-entrant for the writing thread
+            reentrant = self.writer == me
+            if not reentrant:
+                self.waiting += 1
+                while self.writer is not None or self.readers:
+                    self.condition.wait()
+                self.waiting -= 1
+                self.writer = me
+
+        if reentrant:
+            yield
+            return
+
+        try:
+            yield
+        finally:
+            with self.condition:
+                self.writer = None
+                self.condition.notify_all()
 
 
 class Muvera(ANN):
@@ -25,87 +107,122 @@ class Muvera(ANN):
     txtai ANN backend for late interaction. Holds the FDE rows and every document's token matrix; a search finds
     the top candidates by FDE inner product (exact, or delegated to any txtai ANN backend) and re-ranks them with exact
     MaxSim. Returned scores are MaxSim scores (FDE inner products when candidates is 0).
+
+    Thread safety: search, count and save may run from many threads while one thread runs index, append, delete or
+    load; a readers-writer lock keeps each search on a consistent view of the FDE rows and token store.
     """
 
     def __init__(self, config):
         super().__init__(config)
 
-        # Index settings from the muvera: block
-        self.settings, _ = resolve(config.get("muvera"))
+        # Index settings and encoding parameters from the muvera: block
+        self.settings, self.params = resolve(config.get("muvera"))
 
         # FDE rows (exact search) or a delegated txtai ANN, token store, model fingerprint and encoding parameters
         self.fdes, self.delegate, self.store = None, None, None
         self.fingerprint, self.encoding = None, None
 
+        # Searches share the index, writes take it exclusively
+        self.lock = ReadWriteLock()
+
     def index(self, embeddings):
-        self.fingerprint, self.encoding = getattr(embeddings, "fingerprint", None), getattr(embeddings, "encoding", None)
-        self.store = self.tokenstore(embeddings)
+        store = self.tokenstore(embeddings)
+        fdes = self.rows(embeddings)
+        if fdes.shape[0] != len(store):
+            raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
 
-        # Record the encoding parameters with the index, so it rebuilds the same encoder if defaults change
-        if self.encoding:
-            self.config["muvera"] = {**(self.config.get("muvera") or {}), **{k: v for k, v in self.encoding.items() if k != "dimension"}}
+        with self.lock.write():
+            self.fingerprint, self.encoding = getattr(embeddings, "fingerprint", None), getattr(embeddings, "encoding", None)
+            self.store, self.fdes, self.delegate = store, None, None
 
-        # FDE candidate index
-        fdes = np.ascontiguousarray(embeddings, dtype=np.float32)
-        if self.settings["search"] == "exact":
-            self.fdes = fdes
-        else:
-            self.delegate = self.createdelegate(fdes.shape[1])
-            self.delegate.index(fdes)
+            # Record the encoding parameters and model fingerprint with the index: the same encoder is rebuilt on load
+            # even if defaults change, and a different model is refused before it writes anything (see LateVectors)
+            block = self.config.get("muvera")
+            block = dict(block) if isinstance(block, dict) else {}
+            if self.encoding:
+                block.update({k: v for k, v in self.encoding.items() if k != "dimension"})
+            if self.fingerprint:
+                block["fingerprint"] = self.fingerprint
+            self.config["muvera"] = block
 
-        self.config["offset"] = fdes.shape[0]
-        self.metadata({"torch": torch.__version__, "numpy": np.__version__})
+            # FDE candidate index
+            if self.settings["search"] == "exact":
+                self.fdes = fdes
+            else:
+                self.delegate = self.createdelegate(fdes.shape[1])
+                self.delegate.index(fdes)
+
+            self.config["offset"] = fdes.shape[0]
+            self.metadata({"torch": torch.__version__, "numpy": np.__version__})
 
     def append(self, embeddings):
+        # Everything is checked before the index changes
         self.check(embeddings)
-
-        # Token matrices first, then FDE rows: ids line up with store rows
         store = self.tokenstore(embeddings)
-        for start in range(0, len(store), 1024):
-            tokens, offsets, scales = store.gather(range(start, min(start + 1024, len(store))))
-            self.store.append(dequantize(tokens, scales), offsets)
+        fdes = self.rows(embeddings)
+        if fdes.shape[0] != len(store):
+            raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
+        if self.store is not None and store.dimension != self.store.dimension:
+            raise ValueError(f"token vectors have {store.dimension} dimensions, this index has {self.store.dimension}")
 
-        fdes = np.ascontiguousarray(embeddings, dtype=np.float32)
-        if self.delegate:
-            self.delegate.append(fdes)
-        else:
-            self.fdes = np.concatenate((self.fdes, fdes))
+        with self.lock.write():
+            # Token matrices first, then FDE rows: ids line up with store rows
+            for start in range(0, len(store), 1024):
+                tokens, offsets, scales = store.gather(range(start, min(start + 1024, len(store))))
+                self.store.append(dequantize(tokens, scales), offsets)
 
-        self.config["offset"] += fdes.shape[0]
-        self.metadata()
+            if self.delegate:
+                self.delegate.append(fdes)
+            else:
+                self.fdes = np.concatenate((self.fdes, fdes))
+
+            self.config["offset"] += fdes.shape[0]
+            self.metadata()
 
     def delete(self, ids):
-        ids = self.store.delete(ids)
-        if self.delegate and ids:
-            self.delegate.delete(ids)
+        with self.lock.write():
+            if self.store is None:
+                return
+
+            ids = self.store.delete(ids)
+            if self.delegate and ids:
+                self.delegate.delete(ids)
 
     def search(self, queries, limit):
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            raise ValueError(f"search limit must be a positive integer, got {limit!r}")
+
         self.check(queries)
 
-        # FDE candidates, deeper than limit when they are re-ranked
-        tokens = getattr(queries, "tokens", None)
-        rerank = self.settings["candidates"] and tokens is not None
-        depth = max(self.settings["candidates"], limit) if rerank else limit
-        candidates = self.candidates(np.asarray(queries, dtype=np.float32), depth)
-        if not rerank:
-            return candidates
+        with self.lock.read():
+            # Nothing indexed
+            if self.store is None:
+                return [[] for _ in range(len(queries))]
 
-        # Exact MaxSim over each query's candidates
-        results = []
-        for x, rows in enumerate(candidates):
-            ids = [uid for uid, _ in rows]
-            if not ids:
-                results.append([])
-                continue
+            # FDE candidates, deeper than limit when they are re-ranked
+            tokens = getattr(queries, "tokens", None)
+            rerank = self.settings["candidates"] and tokens is not None
+            depth = max(self.settings["candidates"], limit) if rerank else limit
+            candidates = self.candidates(np.asarray(queries, dtype=np.float32), depth)
+            if not rerank:
+                return candidates
 
-            documents, offsets, scales = self.store.gather(ids)
-            query = tokens[queries.offsets[x] : queries.offsets[x + 1]]
-            scores = maxsim(query, np.array([0, len(query)]), documents, offsets, reduce=self.settings["reduce"], scales=scales)[0]
+            # Exact MaxSim over each query's candidates
+            results = []
+            for x, rows in enumerate(candidates):
+                ids = [uid for uid, _ in rows]
+                if not ids:
+                    results.append([])
+                    continue
 
-            top = torch.topk(scores, min(limit, len(ids)))
-            results.append([(ids[i], score) for i, score in zip(top.indices.tolist(), top.values.tolist())])
+                documents, offsets, scales = self.store.gather(ids)
+                query = tokens[queries.offsets[x] : queries.offsets[x + 1]]
+                scores = maxsim(query, np.array([0, len(query)]), documents, offsets, reduce=self.settings["reduce"], scales=scales)[0]
 
-        return results
+                top = torch.topk(scores, min(limit, len(ids)))
+                results.append([(ids[i], score) for i, score in zip(top.indices.tolist(), top.values.tolist())])
+
+            return results
 
     def candidates(self, queries, depth):
         """
@@ -133,31 +250,55 @@ class Muvera(ANN):
         ]
 
     def count(self):
-        return self.store.count() if self.store else 0
+        with self.lock.read():
+            return self.store.count() if self.store else 0
 
     def load(self, path):
-        # Metadata first: a foreign or corrupt folder fails with a clear error before any array is read
-        metadata = readmetadata(recover(path))
-        self.fingerprint, self.encoding = metadata["fingerprint"], metadata["encoding"]
+        with self.lock.write():
+            # Metadata first: a foreign or corrupt folder fails with a clear error before any array is read
+            path = recover(path)
+            metadata = readmetadata(path)
+            files = metadata["files"]
 
-        self.store = plugins.lookup("stores", self.settings["store"]).load(os.path.join(path, "tokens"))
+            # The config must ask for the FDE parameters and model the index was built with
+            self.configure(metadata)
 
-        if metadata["delegate"]:
-            self.delegate = ANNFactory.create(metadata["delegate"])
-            self.delegate.load(os.path.join(path, "fde"))
-        else:
-            self.fdes = np.load(os.path.join(path, "fde.npy"), mmap_mode="r", allow_pickle=False)
-            if self.fdes.dtype != np.float32 or self.fdes.ndim != 2 or self.fdes.shape[0] != len(self.store):
-                raise ValueError(f"{path}/fde.npy does not match the token store: {self.fdes.shape} {self.fdes.dtype}, {len(self.store)} documents")
+            # Token store: the store validates its own folder
+            store = plugins.lookup("stores", self.settings["store"]).load(os.path.join(path, "tokens"))
+            if len(store) != metadata["documents"]:
+                raise IndexFileError(f"{path}: token store holds {len(store)} documents, muvera.json records {metadata['documents']}")
+
+            fdes, delegate = None, None
+            if metadata["delegate"]:
+                # Delegated backends parse their files in native code: every file they read is checksummed first
+                self.checkdelegate(path, metadata["delegate"])
+                names = listing(path, "fde")
+                if not names or names != sorted(name for name in files if name == "fde" or name.startswith("fde/")):
+                    raise IndexFileError(f"{path}: delegated FDE index files {names} do not match muvera.json")
+                for name in names:
+                    verify(path, name, files[name], checksum=True)
+                delegate = self.loaddelegate(path, metadata["delegate"])
+            else:
+                fdes = readarray(path, "fde.npy", files.get("fde.npy"), (metadata["documents"], metadata["dimensions"]))
+
+            self.store, self.fdes, self.delegate = store, fdes, delegate
+            self.fingerprint, self.encoding = metadata["fingerprint"], metadata["encoding"]
+
+            # txtai restores the offset from its config.json; an ANN loaded on its own starts from the stored rows
+            self.config.setdefault("offset", len(store))
 
     def save(self, path):
         # Write a complete folder aside, then swap it in: a crash mid-save leaves the previous index loadable
         def write(folder):
+            files = {}
             self.store.save(os.path.join(folder, "tokens"))
             if self.delegate:
                 self.delegate.save(os.path.join(folder, "fde"))
+                for name in listing(folder, "fde"):
+                    files[name] = describe(folder, name, checksum=True)
             else:
                 np.save(os.path.join(folder, "fde.npy"), np.asarray(self.fdes), allow_pickle=False)
+                files["fde.npy"] = describe(folder, "fde.npy")
 
             metadata = {
                 "format": FORMAT,
@@ -165,16 +306,21 @@ class Muvera(ANN):
                 "fingerprint": self.fingerprint,
                 "encoding": self.encoding,
                 "documents": len(self.store),
+                "dimensions": self.dimensions(),
                 "delegate": self.delegate.config if self.delegate else None,
+                "files": files,
             }
             with open(os.path.join(folder, "muvera.json"), "w", encoding="utf-8") as f:
                 json.dump(metadata, f, indent=2)
 
-        replace(path, write)
+        # Exclusive: a memory-mapped store re-maps its saved files while saving
+        with self.lock.write():
+            replace(path, write)
 
     def close(self):
-        self.fdes, self.delegate, self.store = None, None, None
-        super().close()
+        with self.lock.write():
+            self.fdes, self.delegate, self.store = None, None, None
+            super().close()
 
     def check(self, embeddings):
         """
@@ -191,9 +337,69 @@ class Muvera(ANN):
             changed = sorted(k for k in set(encoding) | set(self.encoding) if encoding.get(k) != self.encoding.get(k))
             raise ValueError(f"FDE parameters differ from the ones this index was built with: {changed}")
 
-        width = self.fdes.shape[1] if self.fdes is not None else self.delegate.config.get("dimensions") if self.delegate else None
-        if width and np.ndim(embeddings) == 2 and np.shape(embeddings)[1] != width:
+        if np.ndim(embeddings) != 2:
+            raise ValueError(f"FDE vectors must be a 2D array, got shape {np.shape(embeddings)}")
+        width = self.dimensions()
+        if width and np.shape(embeddings)[1] != width:
             raise ValueError(f"FDE vectors have {np.shape(embeddings)[1]} dimensions, this index has {width}")
+
+    def dimensions(self):
+        """
+        Width of the indexed FDE rows.
+
+        Returns:
+            FDE dimensions or None when nothing is indexed
+        """
+
+        if self.fdes is not None:
+            return int(self.fdes.shape[1])
+
+        return self.delegate.config.get("dimensions") if self.delegate else None
+
+    def rows(self, embeddings):
+        """
+        Reads FDE rows as a contiguous float32 array, refusing NaN and inf.
+
+        Args:
+            embeddings: FDE rows
+
+        Returns:
+            float32 array
+        """
+
+        fdes = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if fdes.ndim != 2:
+            raise ValueError(f"FDE vectors must be a 2D array, got shape {fdes.shape}")
+
+        # Chunked so a large memory-mapped array is not copied to test it
+        for start in range(0, fdes.shape[0], 65536):
+            if not np.isfinite(fdes[start : start + 65536]).all():
+                raise ValueError("FDE vectors contain NaN or infinite values")
+
+        return fdes
+
+    def configure(self, metadata):
+        """
+        Checks the config's FDE parameters against the ones the index was built with and fills in the rest, so the
+        vectors model built after this load encodes like the index.
+
+        Args:
+            metadata: index metadata
+        """
+
+        saved = {k: v for k, v in (metadata["encoding"] or {}).items() if k != "dimension"}
+        changed = sorted(k for k, v in self.params.items() if k in saved and saved[k] != v)
+        if changed:
+            built = ", ".join(f"{k}={saved[k]!r}" for k in changed)
+            asked = ", ".join(f"{k}={self.params[k]!r}" for k in changed)
+            raise ValueError(f"this index was built with FDE parameters {built}, the config asks for {asked}: load it without changing them")
+
+        block = self.config.get("muvera")
+        block = dict(block) if isinstance(block, dict) else {}
+        if metadata["fingerprint"]:
+            block.setdefault("fingerprint", metadata["fingerprint"])
+        self.config["muvera"] = {**saved, **block}
+        self.params = {**saved, **self.params}
 
     def tokenstore(self, embeddings):
         """
@@ -227,13 +433,63 @@ class Muvera(ANN):
             txtai ANN
         """
 
+        config = self.delegateconfig()
+        config["dimensions"] = dimensions
+        return ANNFactory.create(config)
+
+    def delegateconfig(self):
+        """
+        Builds the delegated ANN config from muvera.search.
+
+        Returns:
+            config dict with a backend key
+        """
+
         search = self.settings["search"]
         config = dict(search) if isinstance(search, dict) else {"backend": search}
         if "muvera" in str(config["backend"]).lower():
             raise ValueError("muvera search cannot delegate to the Muvera backend itself")
 
-        config["dimensions"] = dimensions
-        return ANNFactory.create(config)
+        return config
+
+    def checkdelegate(self, path, saved):
+        """
+        Checks the delegated ANN config of a saved folder. Only the backend this config names is accepted: a saved file
+        never chooses which code runs.
+
+        Args:
+            path: index folder
+            saved: delegate config from muvera.json
+        """
+
+        name = os.path.join(path, "muvera.json")
+        backend = self.delegateconfig()["backend"] if self.settings["search"] != "exact" else None
+        if not isinstance(saved, dict) or saved.get("backend") != backend:
+            found = saved.get("backend") if isinstance(saved, dict) else saved
+            raise IndexFileError(f"{name}: delegated FDE search {found!r} is not the configured {backend!r}")
+        dimensions = saved.get("dimensions")
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
+            raise IndexFileError(f"{name}: invalid delegate dimensions {dimensions!r}")
+
+    def loaddelegate(self, path, saved):
+        """
+        Loads the delegated ANN of a checked folder.
+
+        Args:
+            path: index folder
+            saved: delegate config from muvera.json
+
+        Returns:
+            txtai ANN
+        """
+
+        delegate = ANNFactory.create(dict(saved))
+        try:
+            delegate.load(os.path.join(path, "fde"))
+        except (RuntimeError, OSError, ValueError, KeyError, TypeError) as error:
+            raise IndexFileError(f"{os.path.join(path, 'fde')}: unreadable delegated FDE index ({error})") from error
+
+        return delegate
 
 
 def dequantize(tokens, scales):
@@ -261,20 +517,198 @@ def readmetadata(path):
 
     Returns:
         metadata dict
+
+    Raises:
+        IndexFileError: missing, foreign or corrupt metadata
     """
 
     name = os.path.join(path, "muvera.json")
     try:
-        with open(name, encoding="utf-8") as f:
-            metadata = json.load(f)
+        if os.path.getsize(name) > METADATA:
+            raise IndexFileError(f"{name} is {os.path.getsize(name)} bytes, too large to be txtai-muvera metadata")
+        with open(name, "rb") as f:
+            metadata = json.loads(f.read().decode("utf-8"))
     except FileNotFoundError as e:
-        raise ValueError(f"{path} is not a txtai-muvera index: {name} is missing") from e
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{name} is corrupt: {e}") from e
+        raise IndexFileError(f"{path} is not a txtai-muvera index: {name} is missing") from e
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        if isinstance(e, IndexFileError):
+            raise
+        raise IndexFileError(f"{name} is corrupt: {e}") from e
 
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise ValueError(f"{name} is not a txtai-muvera index file")
+        raise IndexFileError(f"{name} is not a txtai-muvera index file")
     if metadata.get("version") != VERSION:
-        raise ValueError(f"{name} has format version {metadata.get('version')}, this txtai-muvera reads version {VERSION}")
+        raise IndexFileError(f"{name} has format version {metadata.get('version')!r}, this txtai-muvera reads version {VERSION}")
+
+    # Field types: everything later code relies on
+    problems = []
+    if not (metadata.get("fingerprint") is None or isinstance(metadata["fingerprint"], str)):
+        problems.append("fingerprint")
+    encoding = metadata.get("encoding")
+    if not (encoding is None or (isinstance(encoding, dict) and all(isinstance(v, (int, float, bool, str, type(None))) for v in encoding.values()))):
+        problems.append("encoding")
+    for key, minimum in (("documents", 0), ("dimensions", 1)):
+        value = metadata.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            problems.append(key)
+    if not (metadata.get("delegate") is None or isinstance(metadata["delegate"], dict)):
+        problems.append("delegate")
+    files = metadata.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, dict) and safename(k) for k, v in files.items()):
+        problems.append("files")
+    if problems:
+        raise IndexFileError(f"{name} is corrupt: invalid {', '.join(problems)}")
 
     return metadata
+
+
+def safename(name):
+    """
+    Checks that a file name recorded in metadata stays inside the index folder.
+
+    Args:
+        name: relative file name
+
+    Returns:
+        True when name is a plain relative path without parent references
+    """
+
+    parts = name.replace("\\", "/").split("/") if isinstance(name, str) else []
+    return bool(parts) and not os.path.isabs(name) and all(part not in ("", ".", "..") for part in parts)
+
+
+def listing(folder, name):
+    """
+    Lists the files a delegated ANN wrote: the file itself, or every file under its folder.
+
+    Args:
+        folder: index folder
+        name: file or folder name inside it
+
+    Returns:
+        sorted relative file names
+    """
+
+    target = os.path.join(folder, name)
+    if os.path.isfile(target):
+        return [name]
+
+    names = []
+    for root, _, files in os.walk(target):
+        names.extend(os.path.relpath(os.path.join(root, f), folder) for f in files)
+
+    return sorted(names)
+
+
+def describe(folder, name, checksum=False):
+    """
+    Describes a saved file for muvera.json.
+
+    Args:
+        folder: index folder
+        name: relative file name
+        checksum: adds a sha256 of the contents
+
+    Returns:
+        dict with bytes and optionally sha256
+    """
+
+    filename = os.path.join(folder, name)
+    description = {"bytes": os.path.getsize(filename)}
+    if checksum:
+        description["sha256"] = sha256(filename)
+
+    return description
+
+
+def verify(path, name, expected, checksum=False):
+    """
+    Checks a saved file's size, and optionally its checksum, against muvera.json.
+
+    Args:
+        path: index folder
+        name: relative file name
+        expected: recorded description
+        checksum: verifies the sha256 too
+
+    Raises:
+        IndexFileError: missing, truncated or corrupt file
+    """
+
+    filename = os.path.join(path, name)
+    if not isinstance(expected, dict) or not isinstance(expected.get("bytes"), int):
+        raise IndexFileError(f"{filename}: not described in muvera.json")
+
+    try:
+        size = os.path.getsize(filename)
+    except OSError as error:
+        raise IndexFileError(f"{filename}: missing ({error})") from error
+    if size != expected["bytes"]:
+        problem = "truncated" if size < expected["bytes"] else "larger than recorded"
+        raise IndexFileError(f"{filename}: {problem}, {size} bytes on disk, {expected['bytes']} expected")
+
+    if checksum and expected.get("sha256") != sha256(filename):
+        raise IndexFileError(f"{filename}: checksum mismatch, file is corrupt")
+
+
+def readarray(path, name, expected, shape):
+    """
+    Memory maps a saved float32 .npy array after checking its size, header, dtype and shape. Never unpickles.
+
+    Args:
+        path: index folder
+        name: file name
+        expected: recorded description
+        shape: expected shape
+
+    Returns:
+        read-only memory-mapped array
+
+    Raises:
+        IndexFileError: missing, truncated, foreign or corrupt file
+    """
+
+    verify(path, name, expected)
+    filename = os.path.join(path, name)
+
+    # Header only: literal parsing, object dtypes refused before any data is read
+    try:
+        with open(filename, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version not in [(1, 0), (2, 0)]:
+                raise ValueError(f"unsupported .npy version {version}")
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            fshape, fortran, dtype = reader(handle)
+            start = handle.tell()
+    except (ValueError, SyntaxError, OSError) as error:
+        raise IndexFileError(f"{filename}: not a valid .npy file ({error})") from error
+
+    if dtype != np.float32 or tuple(fshape) != tuple(shape) or fortran:
+        raise IndexFileError(f"{filename}: holds {dtype} {tuple(fshape)}, expected float32 {tuple(shape)} in C order")
+    if start + 4 * int(np.prod(shape)) != expected["bytes"]:
+        raise IndexFileError(f"{filename}: file size {expected['bytes']} does not match its header")
+
+    # Zero rows cannot be memory mapped
+    if not shape[0]:
+        return np.zeros(shape, dtype=np.float32)
+
+    return np.memmap(filename, dtype=np.float32, mode="r", offset=start, shape=tuple(shape))
+
+
+def sha256(filename):
+    """
+    Hashes a file block by block.
+
+    Args:
+        filename: file path
+
+    Returns:
+        "sha256:<hex>"
+    """
+
+    digest = hashlib.sha256()
+    with open(filename, "rb") as handle:
+        for block in iter(lambda: handle.read(BLOCK), b""):
+            digest.update(block)
+
+    return f"sha256:{digest.hexdigest()}"

@@ -4,8 +4,11 @@ Inputs module
 
 import numpy as np
 
+# Largest finite value of each stored token dtype: a value past it would be stored as inf
+LIMITS = {"float32": float(np.finfo(np.float32).max), "float16": float(np.finfo(np.float16).max), "int8": float(np.finfo(np.float32).max)}
 
-def matrices(encoder, data, category):
+
+def matrices(encoder, data, category, names=None, dtype="float32"):
     """
     Turns a batch of texts and/or pre-encoded token matrices into token matrices. All texts are encoded in one call
     so that the encoder can sort them by length.
@@ -14,6 +17,8 @@ def matrices(encoder, data, category):
         encoder: late-interaction encoder
         data: list of str, numpy arrays or torch tensors (tokens x dimension)
         category: query or data
+        names: optional labels of the items for error messages ("document 7"), "query 0", "document 0", ... otherwise
+        dtype: token dtype the matrices will be stored in, values past its range are refused
 
     Returns:
         list of float32 token matrices
@@ -21,13 +26,13 @@ def matrices(encoder, data, category):
 
     results, texts, positions = [None] * len(data), [], []
     for x, value in enumerate(data):
+        label = names[x] if names is not None else f"{'query' if category == 'query' else 'document'} {x}"
+        value = check(value, encoder.dimension, label, dtype)
         if isinstance(value, str):
             texts.append(value)
             positions.append(x)
-        elif hasattr(value, "shape") and hasattr(value, "__array__"):
-            results[x] = matrix(encoder, value, x)
         else:
-            raise TypeError(f"item {x} must be a str or a (tokens x {encoder.dimension}) token matrix, got {type(value).__name__}")
+            results[x] = value
 
     if texts:
         for x, result in zip(positions, encoder.encode(texts, category=category)):
@@ -36,25 +41,64 @@ def matrices(encoder, data, category):
     return results
 
 
-def matrix(encoder, value, position):
+def check(value, dimension, label, dtype="float32"):
+    """
+    Checks one input: a text or a pre-encoded (tokens x dimension) token matrix. Texts of any content are accepted,
+    empty and blank ones included: they encode to the marker tokens only, as PyLate encodes them.
+
+    Args:
+        value: input item
+        dimension: token vector width of the model
+        label: item label for error messages, such as "document 'a1'" or "query 0"
+        dtype: token dtype the matrix will be stored in
+
+    Returns:
+        the text, or the token matrix as a float32 numpy array
+
+    Raises:
+        TypeError: the item is neither a text nor a token matrix
+        ValueError: a token matrix of the wrong shape, without tokens, or with NaN, inf or out of range values
+    """
+
+    if isinstance(value, str):
+        return value
+
+    if hasattr(value, "shape") and hasattr(value, "__array__"):
+        return matrix(value, dimension, label, dtype)
+
+    raise TypeError(f"{label} must be a str or a (tokens x {dimension}) token matrix, got {type(value).__name__}")
+
+
+def matrix(value, dimension, label, dtype="float32"):
     """
     Validates a pre-encoded token matrix.
 
     Args:
-        encoder: late-interaction encoder
         value: numpy array or torch tensor
-        position: position in the batch, for the error message
+        dimension: token vector width of the model
+        label: item label for error messages
+        dtype: token dtype the matrix will be stored in
 
     Returns:
         float32 numpy matrix
     """
 
     # Torch tensors may live on a GPU
-    value = value.detach().cpu().float().numpy() if hasattr(value, "detach") else np.asarray(value)
+    value = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
 
-    if value.ndim != 2 or value.shape[1] != encoder.dimension:
-        raise ValueError(f"token matrix {position} has shape {value.shape}, expected (tokens, {encoder.dimension}) for this model")
+    if value.dtype.kind not in "fiu":
+        raise ValueError(f"{label}: token matrix has dtype {value.dtype}, expected real numbers")
+    if value.ndim != 2 or value.shape[1] != dimension:
+        raise ValueError(f"{label}: token matrix has shape {value.shape}, expected (tokens, {dimension}) for this model")
+    if not value.shape[0]:
+        raise ValueError(f"{label}: token matrix has no token vectors, MaxSim needs at least one")
+
+    # Checked after the float32 cast: a finite float64 can still overflow
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = value.astype(np.float32, copy=False)
     if not np.isfinite(value).all():
-        raise ValueError(f"token matrix {position} contains NaN or inf")
+        raise ValueError(f"{label}: token matrix contains NaN or infinite values")
+    if np.abs(value).max() > LIMITS.get(dtype, LIMITS["float32"]):
+        raise ValueError(f"{label}: token matrix has values beyond the {dtype} range the index stores")
 
-    return value.astype(np.float32, copy=False)
+    return value

@@ -25,6 +25,8 @@ DEFAULTS = {
     "reduce": "mean",
     # Progress bar while indexing: None shows one on a terminal, True always, False never
     "progress": None,
+    # Encoder model fingerprint, recorded when an index is built: a model with another fingerprint is refused
+    "fingerprint": None,
 }
 
 DTYPES = ("float32", "float16", "int8")
@@ -67,6 +69,10 @@ def resolve(block):
         raise ValueError(f"muvera dtype must be one of {DTYPES}, got {settings['dtype']!r}")
     if settings["reduce"] not in ("mean", "sum"):
         raise ValueError(f"muvera reduce must be 'mean' or 'sum', got {settings['reduce']!r}")
+    if not (settings["fingerprint"] is None or isinstance(settings["fingerprint"], str)):
+        raise ValueError(f"muvera fingerprint must be a string recorded by an index, got {settings['fingerprint']!r}")
+    if not (settings["progress"] is None or isinstance(settings["progress"], bool)):
+        raise ValueError(f"muvera progress must be true, false or null, got {settings['progress']!r}")
     search = settings["search"]
     if not (isinstance(search, str) or (isinstance(search, dict) and "backend" in search)):
         raise ValueError(f"muvera search must be 'exact', a txtai ANN backend name or a dict with a backend key, got {search!r}")

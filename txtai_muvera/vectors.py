@@ -11,7 +11,7 @@ from txtai.vectors import Vectors
 
 from . import plugins
 from .array import LateArray
-from .inputs import matrices as tokenmatrices
+from .inputs import check, matrices as tokenmatrices
 from .maxsim import maxsim
 from .ragged import pack
 from .settings import resolve
@@ -52,16 +52,52 @@ class LateVectors(Vectors):
         return self.model.encode(data, category="query" if category in (None, "query") else "data", batchsize=self.encodebatch)
 
     def index(self, documents, batchsize=500, checkpoint=None):
-        # Count documents as they stream through encoding
+        # A different model is refused before any document is read: txtai writes documents to its database as they stream
+        self.checkmodel()
+
+        # Check each document as it streams, then count it
         progress = self.settings["progress"]
         with tqdm(desc="Encoding", unit="docs", disable=None if progress is None else not progress) as bar:
 
             def stream():
                 for document in documents:
+                    self.checkdocument(document)
                     bar.update(1)
                     yield document
 
             return super().index(stream(), batchsize, checkpoint)
+
+    def checkdocument(self, document):
+        """
+        Checks one streamed (id, data, tags) document. txtai's Transform writes a batch of documents to its database
+        (deleting the old rows of upserted ids first) only after the batch's last document streamed, so a bad
+        document raises here before its batch touches the index.
+
+        Args:
+            document: (id, data, tags)
+        """
+
+        uid, data, _ = document
+        try:
+            data = self.prepare(data, "data")
+        except TypeError as error:
+            raise TypeError(f"document {uid!r}: {error}") from error
+
+        check(data, self.model.dimension, f"document {uid!r}", self.settings["dtype"])
+
+    def checkmodel(self):
+        """
+        Checks that the loaded model is the one the index was built with (fingerprint recorded in the muvera: block).
+        """
+
+        block = self.config.get("muvera") if self.config else None
+        expected = block.get("fingerprint") if isinstance(block, dict) else None
+        actual = self.fingerprint()
+        if expected and actual and expected != actual:
+            raise ValueError(
+                f"this index was built with a different late-interaction model (fingerprint {expected[:12]}..., the loaded model "
+                f"{self.config.get('path')!r} has {actual[:12]}...): load the index with the model it was built with"
+            )
 
     def vectors(self, documents, batchsize=500, checkpoint=None, buffer=None, dtype=None):
         # Encode to the spool file, which holds FDE rows and token matrices batch by batch (see saveembeddings)
@@ -95,9 +131,10 @@ class LateVectors(Vectors):
 
     def vectorize(self, data, category=None):
         category = "query" if category in (None, "query") else "data"
+        self.checkmodel()
 
         # Encode texts, keep pre-encoded token matrices
-        matrices = tokenmatrices(self.model, data, category)
+        matrices = tokenmatrices(self.model, data, category, dtype=self.settings["dtype"])
         tokens, offsets = pack(matrices) if matrices else (np.zeros((0, self.model.dimension), np.float32), np.zeros(1, np.int64))
 
         # Fixed dimensional encoding, unnormalised: L2 normalising FDE rows would distort MUVERA's inner products
