@@ -42,7 +42,11 @@ def evaluate(args):
     """
 
     # pylint: disable=C0415
-    from .evaluate import Evaluate, plot, table
+    from .evaluate import Evaluate, plot, pyplot, table
+
+    # Optional plotting library, checked before a long run
+    if args.plot:
+        pyplot()
 
     # muvera: block from --muvera (JSON text or file), then the individual flags
     block = {}
@@ -86,6 +90,58 @@ def evaluate(args):
     return 0
 
 
+def tune(args):
+    """
+    Tunes MUVERA parameters and candidates for a model and corpus, prints the Pareto frontier and a muvera: block.
+
+    Args:
+        args: parsed arguments
+
+    Returns:
+        exit code: 0 when a configuration reaches the target recall, 1 otherwise
+    """
+
+    # pylint: disable=C0415
+    from .tune import Tune, configurations, table
+
+    def values(text, cast=int):
+        return [None if value.strip().lower() in ("none", "") else cast(value) for value in text.split(",")]
+
+    def boolean(value):
+        if value.strip().lower() not in ("true", "false"):
+            raise SystemExit(f"--fill takes true and/or false, got {value!r}")
+        return value.strip().lower() == "true"
+
+    fills = values(args.fill, boolean)
+    grid = configurations(values(args.repetitions), values(args.hashes), values(args.projection), values(args.final), fills, args.baseline)
+    tuning = Tune(
+        args.model,
+        args.corpus,
+        split=args.split,
+        queryfile=args.query_file,
+        queries=args.queries,
+        sample=args.sample,
+        seed=args.seed,
+        grid=grid,
+        depths=values(args.depths),
+        target=args.target,
+        objective=args.objective,
+        dtype=args.dtype,
+        batchsize=args.batchsize,
+        gpu=not args.cpu,
+        progress=not args.no_progress,
+    )
+    results = tuning(verify=args.verify)
+
+    print(table(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+        print(f"\nResults written to {args.json}")
+
+    return 0 if results["recommended"] else 1
+
+
 def parser():
     """
     Builds the argument parser.
@@ -122,6 +178,32 @@ def parser():
     command.add_argument("--sweep", default="10,25,50,100,200,500", help="re-ranked candidate counts of the plot (default: 10,25,50,100,200,500)")
     command.add_argument("--no-progress", action="store_true", help="hide progress bars")
     command.set_defaults(run=evaluate)
+
+    # MUVERA parameter tuning
+    command = commands.add_parser("tune", help="find the cheapest FDE parameters and candidates reaching a recall@10 target vs exact MaxSim")
+    command.add_argument("model", help="late-interaction model, local folder or hub id")
+    command.add_argument("corpus", help="BEIR folder (corpus.jsonl), jsonl file (strings or objects with text) or text file (one per line)")
+    command.add_argument("--split", help="BEIR folder: use the queries judged in qrels/SPLIT.tsv")
+    command.add_argument("--query-file", help="queries file, jsonl or one per line (default: spans of documents left out of the corpus)")
+    command.add_argument("--queries", type=int, help="first N real queries, or N synthetic queries (default: 200, at most a tenth of the corpus)")
+    command.add_argument("--sample", type=int, help="tune on N randomly sampled documents")
+    command.add_argument("--seed", type=int, default=0, help="seed of the sample and the synthetic queries (default: 0)")
+    command.add_argument("--repetitions", default="5,10,20", help="FDE repetitions grid (default: 5,10,20)")
+    command.add_argument("--hashes", default="3,4", help="FDE SimHash bits grid (default: 3,4)")
+    command.add_argument("--projection", default="8,16", help="FDE AMS projection widths grid, 0 for identity (default: 8,16)")
+    command.add_argument("--final", default="none", help="FDE Count-Sketch final widths grid, none for off (default: none)")
+    command.add_argument("--fill", default="true,false", help="FDE fill of empty document partitions grid (default: true,false)")
+    command.add_argument("--no-baseline", dest="baseline", action="store_false", help="leave the encoding defaults out of the grid")
+    command.add_argument("--depths", default="10,25,50,100,200,500,1000", help="candidate depths (default: 10,25,50,100,200,500,1000)")
+    command.add_argument("--target", type=float, default=0.95, help="recall@10 vs exact MaxSim to reach (default: 0.95)")
+    command.add_argument("--objective", choices=["work", "bytes", "depth"], default="work", help="what cheapest means (default: work per query)")
+    command.add_argument("--dtype", choices=["float32", "float16", "int8"], help="token store dtype for the block and --verify (default: index default)")
+    command.add_argument("--verify", action="store_true", help="build a txtai index with the recommended block and measure its recall@10")
+    command.add_argument("--batchsize", type=int, default=32, help="encoding batch size (default: 32)")
+    command.add_argument("--cpu", action="store_true", help="run on the CPU even when an accelerator is available")
+    command.add_argument("--json", help="write every figure to this JSON file")
+    command.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    command.set_defaults(run=tune)
 
     return main
 

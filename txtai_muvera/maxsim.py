@@ -2,12 +2,32 @@
 MaxSim module
 """
 
-# INTERFACE STUB - implemented by the MaxSim work (issue 2). No txtai imports in this module.
+import numpy as np
+import torch
+
+# Elements of each score chunk (queries tokens x document tokens): bounds memory, small enough to stay in cache on CPU
+BUDGET = 1 << 20
+
+# Most query tokens scored at once: larger blocks make the products efficient, smaller ones leave room for more document tokens
+QUERYTOKENS = 1 << 10
 
 
+@torch.no_grad()
 def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     """
     Scores every query against every document with late interaction (MaxSim), documents held ragged.
+
+    Each chunk of documents takes one matrix product of all query tokens against all its tokens, a segmented max over each
+    document's tokens and a segmented sum over each query's tokens. Nothing is padded.
+
+    Documents without tokens score -inf (0.0 could outrank real matches with negative scores). Queries without tokens score 0.0.
+
+    >>> queries = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    >>> documents = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, -1.0]], dtype=np.float32)
+    >>> maxsim(queries, [0, 2], documents, [0, 2, 2, 3]).tolist()
+    [[0.75, -inf, -0.5]]
+    >>> maxsim(queries, [0, 2], documents, [0, 2, 2, 3], reduce="sum").tolist()
+    [[1.5, -inf, -1.0]]
 
     Args:
         queries: (total query tokens x dim) array or tensor
@@ -18,7 +38,207 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
         scales: optional per-token float32 scales for int8 documents
 
     Returns:
-        float32 torch tensor (queries x documents)
+        float32 torch tensor (queries x documents), on the documents' device
     """
 
-    raise NotImplementedError
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+
+    # Tensors on the documents' device (numpy inputs on CPU)
+    documents = tensor(documents)
+    device = documents.device
+    queries = tensor(queries).to(device)
+    if queries.dim() != 2 or documents.dim() != 2:
+        raise ValueError(f"queries and documents must be 2D token matrices, got shapes {tuple(queries.shape)} and {tuple(documents.shape)}")
+    if queries.shape[1] != documents.shape[1]:
+        raise ValueError(f"query width {queries.shape[1]} does not match document width {documents.shape[1]}")
+
+    qoffsets, doffsets = offsets(qoffsets, queries.shape[0], "qoffsets"), offsets(doffsets, documents.shape[0], "doffsets")
+
+    # Quantized documents need one scale per token
+    if scales is not None:
+        scales = tensor(scales).to(device=device, dtype=torch.float32).view(-1)
+        if scales.shape[0] != documents.shape[0]:
+            raise ValueError(f"scales has {scales.shape[0]} values for {documents.shape[0]} document tokens")
+    elif not documents.is_floating_point():
+        raise ValueError(f"{documents.dtype} documents need per-token scales")
+
+    # Products run in float32 on CPU (half precision matmul is slow there), in the documents' float type on accelerators
+    dtype = documents.dtype if device.type != "cpu" and documents.is_floating_point() else torch.float32
+    queries = queries.to(dtype)
+
+    # Token counts, documents without tokens
+    qlengths, dlengths = np.diff(qoffsets), np.diff(doffsets)
+    scores = torch.zeros((len(qlengths), len(dlengths)), dtype=torch.float32, device=device)
+
+    for qstart, qend in chunks(qoffsets, QUERYTOKENS):
+        # Query token rows of this query chunk and the query each row belongs to
+        qtokens = queries[qoffsets[qstart] : qoffsets[qend]]
+        owners = torch.from_numpy(np.repeat(np.arange(qend - qstart), qlengths[qstart:qend])).to(device)
+
+        for dstart, dend in chunks(doffsets, max(1, BUDGET // max(1, len(qtokens)))):
+            # Document tokens of this chunk, dequantized when needed
+            dtokens = documents[doffsets[dstart] : doffsets[dend]].to(dtype)
+            if scales is not None:
+                dtokens = dtokens * scales[doffsets[dstart] : doffsets[dend]].view(-1, 1).to(dtype)
+
+            # Best document token for every (query token, document), then summed over each query's tokens
+            maxima = segmax(qtokens, dtokens, doffsets[dstart : dend + 1] - doffsets[dstart])
+            sums = torch.zeros((qend - qstart, dend - dstart), dtype=torch.float32, device=device).index_add_(0, owners, maxima)
+            scores[qstart:qend, dstart:dend] = sums
+
+    # Mean over query tokens
+    if reduce == "mean":
+        scores /= torch.from_numpy(np.maximum(qlengths, 1)).to(device=device, dtype=torch.float32).view(-1, 1)
+
+    # Documents without tokens have no similarity
+    if (dlengths == 0).any():
+        scores[:, torch.from_numpy(dlengths == 0).to(device)] = -torch.inf
+
+    return scores
+
+
+def rank(scores, limit=None):
+    """
+    Sorts each row of scores, highest first, ties by lowest index.
+
+    >>> rank(torch.tensor([[0.25, 0.75, 0.5], [0.5, 0.5, -0.25]]), 2)
+    [[(1, 0.75), (2, 0.5)], [(0, 0.5), (1, 0.5)]]
+
+    Args:
+        scores: (queries x documents) tensor or array
+        limit: maximum results per row, defaults to all
+
+    Returns:
+        list of (index, score) lists, one per row
+    """
+
+    scores = tensor(scores).float().cpu()
+    values, indices = torch.sort(scores, dim=1, descending=True, stable=True)
+    values, indices = values[:, :limit].tolist(), indices[:, :limit].tolist()
+
+    return [list(zip(index, value)) for index, value in zip(indices, values)]
+
+
+def segmax(qtokens, dtokens, offsets):
+    """
+    Computes the best document token score of every query token, for each document.
+
+    Args:
+        qtokens: (query tokens x dim) tensor
+        dtokens: (document tokens x dim) tensor, same dtype and device
+        offsets: int64 numpy document offsets into dtokens, starting at 0
+
+    Returns:
+        float32 tensor (query tokens x documents), 0 for documents without tokens
+    """
+
+    # Documents with tokens: a segment starts at each of them and runs up to the next one
+    lengths = np.diff(offsets)
+    nonempty = lengths > 0
+    if not nonempty.any() or not qtokens.shape[0]:
+        return torch.zeros((qtokens.shape[0], len(lengths)), dtype=torch.float32, device=qtokens.device)
+
+    # NumPy's reduceat on CPU, far faster there than torch.segment_reduce, which runs on every device
+    if qtokens.device.type == "cpu":
+        best = reduceat(qtokens, dtokens, offsets[:-1][nonempty])
+    else:
+        best = segmented(qtokens, dtokens, torch.from_numpy(lengths[nonempty]).to(qtokens.device))
+
+    if nonempty.all():
+        return best
+
+    # Documents without tokens get 0 here, the caller masks them
+    maxima = torch.zeros((qtokens.shape[0], len(lengths)), dtype=torch.float32, device=qtokens.device)
+    maxima[:, torch.from_numpy(nonempty).to(qtokens.device)] = best
+    return maxima
+
+
+def reduceat(qtokens, dtokens, starts):
+    """
+    Segmented max with one product and NumPy's reduceat over contiguous runs of each row (CPU).
+
+    Args:
+        qtokens: (query tokens x dim) CPU tensor
+        dtokens: (document tokens x dim) CPU tensor
+        starts: int64 numpy start of each document, documents without tokens left out
+
+    Returns:
+        float32 tensor (query tokens x documents)
+    """
+
+    products = torch.mm(qtokens, dtokens.T).numpy()
+    return torch.from_numpy(np.maximum.reduceat(products, starts, axis=1))
+
+
+def segmented(qtokens, dtokens, lengths):
+    """
+    Segmented max with one product and torch.segment_reduce over document token rows (any device).
+
+    Args:
+        qtokens: (query tokens x dim) tensor
+        dtokens: (document tokens x dim) tensor
+        lengths: int64 tensor, tokens of each document, documents without tokens left out
+
+    Returns:
+        float32 tensor (query tokens x documents)
+    """
+
+    products = torch.mm(dtokens, qtokens.T).float()
+    return torch.segment_reduce(products, "max", lengths=lengths, axis=0).T
+
+
+def chunks(offsets, tokens):
+    """
+    Splits matrices into consecutive runs of about `tokens` tokens, at least one matrix each.
+
+    Args:
+        offsets: int64 numpy offsets
+        tokens: target tokens per run
+
+    Returns:
+        list of (first matrix, end matrix)
+    """
+
+    runs, start, count = [], 0, len(offsets) - 1
+    while start < count:
+        end = max(start + 1, int(np.searchsorted(offsets, offsets[start] + tokens, side="right")) - 1)
+        end = min(end, count)
+        runs.append((start, end))
+        start = end
+
+    return runs
+
+
+def tensor(data):
+    """
+    Wraps arrays as tensors without copying.
+
+    Args:
+        data: numpy array, tensor or nested list
+
+    Returns:
+        tensor
+    """
+
+    return data if isinstance(data, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(data))
+
+
+def offsets(data, rows, name):
+    """
+    Validates offsets against the number of token rows.
+
+    Args:
+        data: offsets array, tensor or list
+        rows: number of token rows
+        name: argument name for errors
+
+    Returns:
+        int64 numpy offsets
+    """
+
+    data = (data.cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)).astype(np.int64)
+    if data.ndim != 1 or not len(data) or data[0] != 0 or data[-1] != rows or (np.diff(data) < 0).any():
+        raise ValueError(f"{name} must start at 0, never decrease and end at {rows} (the number of token rows)")
+
+    return data
