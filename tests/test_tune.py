@@ -5,6 +5,7 @@ Tune tests: grid recall figures, the Pareto frontier and the recommended muvera:
 import contextlib
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from txtai import Embeddings
 from txtai_muvera.cli import main
 from txtai_muvera.fde import FDE
 from txtai_muvera.settings import resolve
-from txtai_muvera.tune import CUTOFF, Tune, frontier, table
+from txtai_muvera.tune import CUTOFF, Tune, dataset, frontier, table
 
 from helpers import late
 from models import WORDS
@@ -92,6 +93,29 @@ def test_synthetic_queries_left_out(tuned, corpus):
         assert 6 <= len(query.split()) <= 20
         assert sum(query in text for text in left) >= 1
         assert not any(query in text for text in tune.texts)
+
+
+def test_dataset_files(tmp_path):
+    # Text corpus, one document per line, and a jsonl query file of objects
+    (tmp_path / "corpus.txt").write_text("".join(f"document {x} about frogs and rates\n" for x in range(50)), encoding="utf-8")
+    (tmp_path / "queries.jsonl").write_text('{"query": "frogs"}\n{"text": "rates"}\n"banks"\n', encoding="utf-8")
+    rng = np.random.default_rng(0)
+
+    ids, texts, queries, kind = dataset(tmp_path / "corpus.txt", None, tmp_path / "queries.jsonl", 2, None, rng)
+    assert (len(ids), texts[3], queries, kind) == (50, "document 3 about frogs and rates", ["frogs", "rates"], f"file:{tmp_path / 'queries.jsonl'}")
+
+    # jsonl objects with ids and titles; a sample of 20 takes its synthetic queries from the 30 documents left out
+    rows = [{"_id": f"d{x}", "title": f"title {x}", "text": f"one two three four five six seven {x}."} for x in range(50)]
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    ids, texts, queries, kind = dataset(tmp_path / "corpus.jsonl", None, None, 5, 20, rng)
+    assert len(ids) == 20 and len(queries) == 5 and kind == "synthetic"
+    assert texts[0] == f"title {ids[0][1:]} one two three four five six seven {ids[0][1:]}."
+    numbers = [int(number) for query in queries for number in re.findall(r"\d+", query)]
+    assert numbers and not set(numbers) & {int(uid[1:]) for uid in ids}
+
+    # Synthetic queries need documents long enough to cut spans from
+    with pytest.raises(ValueError, match="synthetic queries"):
+        dataset(tmp_path / "corpus.txt", None, None, 60, None, rng)
 
 
 def test_recall_matches_bruteforce(tuned):
