@@ -58,6 +58,7 @@ def main():
     parser.add_argument("--batch", type=int, default=DEFAULTS["batch"], help="queries per batch (default: 32)")
     parser.add_argument("--threads", type=int, help="torch threads in every worker (default: torch's default)")
     parser.add_argument("--json", help="write every figure to this JSON file")
+    parser.add_argument("--render", metavar="JSON", help="format a previous run's JSON file instead of running")
     parser.add_argument("--write", action="store_true", help=f"write the results under '{HEADING}' in {RESULTS}")
     parser.add_argument("--worker", nargs=2, metavar=("SIDE", "PHASE"), help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -67,11 +68,18 @@ def main():
         worker(args)
         return
 
-    results = benchmark(args)
-    text = report(results, command(args))
+    # Run, or format a previous run
+    if args.render:
+        with open(args.render, encoding="utf-8") as f:
+            results = json.load(f)
+    else:
+        results = benchmark(args)
+        results["command"] = command(args)
+
+    text = report(results, results["command"])
     print(text)
 
-    if args.json:
+    if args.json and not args.render:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
     if args.write:
@@ -484,12 +492,15 @@ def report(results, regenerate):
         "peak RSS = ru_maxrss of that process).",
         "",
         f"{Path(results['data']).name}, {results['documents']:,} documents, {Path(results['model']).name}; txtai {environment['txtai']}, "
-        f"torch {environment['torch']}, {environment['threads']} threads, {environment['cpus']} CPUs, no GPU. "
+        f"torch {environment['torch']} with {environment['threads']} thread(s) per process, {environment['cpus']} CPUs, no GPU. "
         f"The machine was shared with other work (1-minute load average at the end of indexing: ours {ours['loadavg'][0]:.1f}, "
         f"txtai {txtai['loadavg'][0]:.1f}), so compare the two sides of one run; CPU-second figures are less sensitive to load.",
         "",
         "Both sides index the same texts at the same time, each in its own process, so outside load hits both alike; "
-        "the side that finishes first leaves the machine to the other, which favours the slower side.",
+        "the side that finishes first leaves the machine to the other, which favours the slower side. "
+        "With `--threads 1` each process runs torch on one thread, so the two indexing processes fit the 2 cores; on this shared "
+        "machine two torch threads per process oversubscribed the cores and slowed small operations by up to 100x "
+        "(faiss, txtai's backend, keeps its own OpenMP threads).",
         "",
         f"txtai side: `Embeddings(path=MODEL, content=True)`: {txtai['config'].get('method') or 'auto'} vectors, "
         f"{txtai['config'].get('backend')} backend ({txtai['config'].get('components')}), {txtai['config'].get('dimensions'):,} FDE dimensions. "
@@ -540,7 +551,10 @@ def report(results, regenerate):
             "",
             f"Single queries: `Embeddings.search(query, 10)` / `Reranker(query, limit=10, factor=10)`; batches: `batchsearch({size} queries, 10)` / "
             f"`Reranker({size} queries, ...)`, full batches only. The two sides' search processes take turns query by query. "
-            "nDCG@10 is over the timed queries only. Search peak RSS includes the loaded index and the model.",
+            "nDCG@10 is over the timed queries only. Search peak RSS includes the loaded index and the model. "
+            f"The two MUVERA candidate searches differ by default: txtai normalises its FDE rows and searches them with faiss "
+            f"({txtai['config'].get('components')}, approximate), ours scans unnormalised FDE rows exactly and fills empty document "
+            "partitions (reference rule), hence the low top-10 overlap.",
         ]
     )
 

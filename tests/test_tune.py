@@ -21,7 +21,7 @@ from txtai_muvera.tune import CUTOFF, Tune, dataset, frontier, table
 from helpers import late
 from models import WORDS
 
-# Small grid and depths: every value kind is covered (identity projection, Count-Sketch final projection)
+# Small grid and depths covering every kind of value: identity projection, Count-Sketch final projection, fill off
 GRID = [
     {"repetitions": 2, "hashes": 2, "projection": 4, "final": None, "fill": True},
     {"repetitions": 8, "hashes": 2, "projection": 4, "final": None, "fill": True},

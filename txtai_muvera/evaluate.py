@@ -331,7 +331,9 @@ class Evaluate:
         for value in values:
             embeddings = self.load(path, config, value)
             run, latencies = search(embeddings, self.queries, CUTOFF, f"Sweep, re-rank top {value}", self.progress)
-            rows.append({"candidates": value, **measure(self.qrels, run), **percentiles(latencies)})
+            # Searches return the top 10 only: recall@100 does not apply
+            metrics = {name: score for name, score in measure(self.qrels, run).items() if name != f"recall@{DEPTH}"}
+            rows.append({"candidates": value, **metrics, **percentiles(latencies)})
             self.log("txtai-muvera", f"sweep, re-rank top {value}", rows[-1])
             embeddings.close()
 
