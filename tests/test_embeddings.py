@@ -2,6 +2,7 @@
 Embeddings integration tests: txtai_muvera.LateVectors + txtai_muvera.Muvera inside real txtai indexes.
 """
 
+import json
 import os
 
 import numpy as np
@@ -108,6 +109,32 @@ def test_upsert_delete_save_load(pylate_model, encoder, tmp_path):
         loaded.upsert([(30, "Bears attack campers in Yellowstone", None)])
         assert loaded.search("bear attack campers", 1)[0]["id"] == "30"
         check(loaded, encoder, ["bear attack campers"], 2e-3)
+
+
+def test_index_from_previous_release(pylate_model, tmp_path):
+    # An index built before projector and normalize existed: AMS sketch, plain averages, fill, and no record of the new keys
+    embeddings = Embeddings(late(pylate_model, candidates=0, projector="ams", normalize=False, fill=True))
+    embeddings.index(TEXTS)
+    expected = embeddings.search("virus cases", 5)
+    embeddings.save(str(tmp_path / "index"))
+
+    for name in ("muvera.json", "../config.json"):
+        path = tmp_path / "index" / "embeddings" / name
+        data = json.loads(path.read_text(encoding="utf-8"))
+        block = data["encoding"] if "encoding" in data else data["muvera"]
+        assert block.pop("projector") == "ams" and block.pop("normalize") is False
+        path.write_text(json.dumps(data), encoding="utf-8")
+
+    # Loaded with today's defaults it still encodes queries and new documents as it was built: same FDE scores
+    loaded = Embeddings()
+    loaded.load(str(tmp_path / "index"))
+    assert loaded.search("virus cases", 5) == expected
+    loaded.upsert([("new", "Bears attack campers in Yellowstone", None)])
+    assert loaded.search("Bears attack campers in Yellowstone", 1)[0]["id"] == "new"
+
+    # Asking for other FDE parameters than it was built with is refused
+    with pytest.raises(Exception, match="projector"):
+        Embeddings().load(str(tmp_path / "index"), config={**loaded.config, "muvera": {**loaded.config["muvera"], "projector": "orthogonal"}})
 
 
 def test_content_disabled(pylate_model):

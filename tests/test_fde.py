@@ -54,7 +54,7 @@ def reference(fde, points, category):
 
     for repetition in range(fde.repetitions):
         sketches = points @ fde.gaussian[repetition].numpy().astype(np.float64)
-        projected = points @ fde.ams[repetition].numpy().astype(np.float64) if fde.ams is not None else points
+        projected = points @ fde.projections[repetition].numpy().astype(np.float64) if fde.projections is not None else points
 
         sizes = [0] * partitions
         for point in range(len(points)):
@@ -74,8 +74,13 @@ def reference(fde, points, category):
                             if best is None or current < best:
                                 nearest, best = point, current
                         out[start : start + width] = projected[nearest]
-                    continue
-                out[start : start + width] /= sizes[partition]
+                else:
+                    out[start : start + width] /= sizes[partition]
+
+                # Unit length partition centroids (beyond the reference, on by default)
+                norm = np.linalg.norm(out[start : start + width])
+                if fde.normalize and norm > 0:
+                    out[start : start + width] /= norm
 
     if fde.final:
         final = np.zeros(fde.final)
@@ -194,11 +199,15 @@ class TestFDE:
             {"repetitions": 2, "hashes": 3, "projection": 4, "fill": False},
             {"repetitions": 2, "hashes": 5, "projection": 3},
             {"repetitions": 1, "hashes": 8, "projection": 2},
+            {"repetitions": 3, "hashes": 3, "projection": 4, "projector": "ams", "normalize": False, "fill": True},
+            {"repetitions": 3, "hashes": 2, "projection": 5, "final": 17, "projector": "ams", "normalize": False, "fill": True},
+            {"repetitions": 5, "hashes": 3, "projection": 16, "fill": True},
+            {"repetitions": 2, "hashes": 3, "projection": 4, "projector": "ams", "normalize": True},
         ],
     )
     def testReference(self, kwargs):
         """
-        Queries sum, documents average and fill, exactly as the brute-force reference
+        Queries sum, documents average (normalize, fill as set), exactly as the brute-force reference
         """
 
         generator = np.random.default_rng(3)
@@ -221,6 +230,8 @@ class TestFDE:
             "hashes": data.draw(st.integers(1, 4), label="hashes"),
             "projection": data.draw(st.one_of(st.none(), st.integers(1, 5)), label="projection"),
             "final": data.draw(st.one_of(st.none(), st.integers(1, 9)), label="final"),
+            "projector": data.draw(st.sampled_from(FDE.PROJECTORS), label="projector"),
+            "normalize": data.draw(st.booleans(), label="normalize"),
             "fill": data.draw(st.booleans(), label="fill"),
             "seed": data.draw(st.integers(0, 2**31), label="seed"),
         }
@@ -259,7 +270,7 @@ class TestFDE:
         generator = np.random.default_rng(5)
         matrices = tokens(generator, [1, 3, 10, 50], 32)
 
-        filled = FDE(32, repetitions=4, hashes=4, projection=8).batch(matrices, "data").reshape(4, 4, 16, 8)
+        filled = FDE(32, repetitions=4, hashes=4, projection=8, fill=True).batch(matrices, "data").reshape(4, 4, 16, 8)
         assert (np.abs(filled).sum(axis=3) > 0).all()
 
         empty = FDE(32, repetitions=4, hashes=4, projection=8, fill=False).batch(matrices, "data").reshape(4, 4, 16, 8)
@@ -275,11 +286,11 @@ class TestFDE:
 
         generator = np.random.default_rng(6)
         matrix = tokens(generator, [1], 16)[0]
-        fde = FDE(16, repetitions=3, hashes=3, projection=4)
+        fde = FDE(16, repetitions=3, hashes=3, projection=4, normalize=False, fill=True)
 
         blocks = fde.batch([matrix], "data").reshape(3, 8, 4)
         for repetition in range(3):
-            expected = matrix @ fde.ams[repetition].numpy()
+            expected = matrix @ fde.projections[repetition].numpy()
             np.testing.assert_allclose(blocks[repetition], np.tile(expected, (8, 1)), rtol=1e-6, atol=1e-6)
 
     def testFinalProjection(self):
@@ -289,7 +300,7 @@ class TestFDE:
 
         generator = np.random.default_rng(7)
         matrices = tokens(generator, [3, 8, 20], 16)
-        full, reduced = FDE(16, repetitions=4, hashes=3, projection=4), FDE(16, repetitions=4, hashes=3, projection=4, final=50)
+        full, reduced = FDE(16, repetitions=4, hashes=3, projection=4, normalize=False), FDE(16, repetitions=4, hashes=3, projection=4, final=50, normalize=False)
 
         sketch = np.zeros((full.dimensions, 50), dtype=np.float32)
         sketch[np.arange(full.dimensions), reduced.buckets.numpy()] = reduced.signs.numpy()
@@ -342,7 +353,7 @@ class TestFDE:
         Bad parameters and inputs raise ValueError
         """
 
-        for kwargs in [{"hashes": 0}, {"hashes": 17}, {"repetitions": 0}, {"projection": -1}, {"final": 0}, {"seed": -1}, {"dimension": 0}]:
+        for kwargs in [{"hashes": 0}, {"hashes": 17}, {"repetitions": 0}, {"projection": -1}, {"final": 0}, {"seed": -1}, {"dimension": 0}, {"projector": "gaussian"}]:
             with pytest.raises(ValueError):
                 FDE(**{"dimension": 8, **kwargs})
 
@@ -353,6 +364,62 @@ class TestFDE:
             fde(np.zeros((3, 8), dtype=np.float32), np.array([0, 3]), "document")
         with pytest.raises(ValueError, match="offsets"):
             fde(np.zeros((3, 8), dtype=np.float32), np.array([0, 2]), "query")
+
+    def testOrthogonal(self):
+        """
+        Orthogonal projections: each group of dimension / projection repetitions tiles one scaled orthogonal matrix, so
+        summed over a group projected inner products are exact; wider projections are isometries
+        """
+
+        generator = np.random.default_rng(11)
+        x, y = tokens(generator, [1, 1], 32)
+
+        # 32 / 8 = 4 repetitions per group, 10 repetitions: groups of 4, 4 and 2 from different matrices
+        fde = FDE(32, repetitions=10, hashes=2, projection=8)
+        projections = fde.projections.numpy()
+        for group in (projections[:4], projections[4:8]):
+            blocks = np.concatenate(list(group), axis=1)
+            np.testing.assert_allclose(blocks.T @ blocks, 4 * np.eye(32), atol=1e-4)
+            np.testing.assert_allclose(sum((x @ p) @ (y @ p).T for p in group) / 4, x @ y.T, atol=1e-5)
+        assert not np.allclose(projections[0], projections[4])
+
+        # Every coordinate feeds one output per repetition, like the AMS sketch, so encoding costs the same
+        ams = FDE(32, repetitions=10, hashes=2, projection=8, projector="ams").projections.numpy()
+        assert (np.count_nonzero(ams, axis=2) == 1).all() and (np.count_nonzero(projections, axis=2) == 1).all()
+
+        # Token width not a multiple of the projection: blocks of 4 and 5 coordinates, still orthogonal outputs
+        uneven = np.concatenate(list(FDE(30, repetitions=3, hashes=2, projection=7).projections.numpy()), axis=1)
+        gram = uneven.T @ uneven
+        np.testing.assert_allclose(gram, np.diag(np.diag(gram)), atol=1e-5)
+
+        # Wider than the token vectors: every repetition preserves inner products exactly
+        wide = FDE(8, repetitions=3, hashes=2, projection=12).projections.numpy()
+        for p in wide:
+            np.testing.assert_allclose(p @ p.T, np.eye(8), atol=1e-5)
+
+    def testNormalize(self):
+        """
+        normalize scales every non-empty document partition block to unit length, queries still sum
+        """
+
+        generator = np.random.default_rng(12)
+        matrices = tokens(generator, [2, 9, 40], 16)
+        fde, plain = FDE(16, repetitions=3, hashes=3, projection=4), FDE(16, repetitions=3, hashes=3, projection=4, normalize=False)
+
+        blocks, averages = fde.batch(matrices, "data").reshape(3, 24, 4), plain.batch(matrices, "data").reshape(3, 24, 4)
+        norms = np.linalg.norm(averages, axis=2, keepdims=True)
+        np.testing.assert_allclose(blocks, np.divide(averages, norms, out=np.zeros_like(averages), where=norms > 0), rtol=1e-5, atol=1e-6)
+        assert np.allclose(np.linalg.norm(blocks, axis=2)[norms[..., 0] > 0], 1.0, atol=1e-5)
+        assert np.array_equal(fde.batch(matrices, "query"), plain.batch(matrices, "query"))
+
+    def testLegacy(self):
+        """
+        Configs saved before projector and normalize existed rebuild the encoder they were built with
+        """
+
+        saved = FDE(16, projector="ams", normalize=False, fill=True).config()
+        old = {key: value for key, value in saved.items() if key not in FDE.LEGACY}
+        assert FDE(**{**FDE.LEGACY, **old}).config() == saved
 
     def testChamfer(self):
         """

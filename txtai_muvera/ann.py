@@ -387,6 +387,11 @@ class Muvera(ANN):
             metadata: index metadata
         """
 
+        # Parameters added to the encoding after this index was built take the values it was built with
+        if metadata["encoding"]:
+            legacy = getattr(plugins.lookup("encodings", self.settings["encoding"]), "LEGACY", {})
+            metadata["encoding"] = {**legacy, **metadata["encoding"]}
+
         saved = {k: v for k, v in (metadata["encoding"] or {}).items() if k != "dimension"}
         changed = sorted(k for k, v in self.params.items() if k in saved and saved[k] != v)
         if changed:

@@ -120,7 +120,7 @@ class Evaluate:
 
             # Index dimensions and stored bytes per document
             fde = config["muvera"]
-            results["settings"]["fde"] = {key: fde.get(key) for key in ("repetitions", "hashes", "projection", "final", "fill", "seed")}
+            results["settings"]["fde"] = {key: fde.get(key) for key in ("repetitions", "hashes", "projection", "final", "projector", "normalize", "fill", "seed")}
             results["settings"]["fde"]["dimensions"] = config["dimensions"]
             storage = sizes(path, len(self.ids))
 
@@ -839,8 +839,9 @@ def table(results):
     lines = [
         f"Dataset: {dataset['path']} ({dataset['split']}), {dataset['documents']:,} documents, {dataset['queries']:,} queries. "
         f"Model: {results['model']}.",
-        f"FDE: {fde.get('repetitions')} repetitions x 2^{fde.get('hashes')} partitions x {fde.get('projection') or 'identity'} projection"
-        f"{' -> ' + str(fde['final']) if fde.get('final') else ''} = {fde.get('dimensions', 0):,} dimensions, fill {fde.get('fill')}; "
+        f"FDE: {fde.get('repetitions')} repetitions x 2^{fde.get('hashes')} partitions x {fde.get('projection') or 'identity'} {fde.get('projector')} projection"
+        f"{' -> ' + str(fde['final']) if fde.get('final') else ''} = {fde.get('dimensions', 0):,} dimensions, normalize {fde.get('normalize')}, "
+        f"fill {fde.get('fill')}; "
         f"token store {settings['dtype']}.",
         "",
         f"| Pipeline | Mode | nDCG@{CUTOFF} | Recall@{DEPTH} | MRR@{CUTOFF} | p50 ms | p95 ms |",

@@ -452,8 +452,8 @@ def recommendation(point, dtype=None):
     """
     Builds the muvera: config block of a grid point.
 
-    >>> recommendation({"params": {"repetitions": 10, "hashes": 4, "projection": 16, "final": None}, "depth": 50})
-    {'candidates': 50, 'repetitions': 10, 'hashes': 4, 'projection': 16}
+    >>> recommendation({"params": {"repetitions": 10, "hashes": 4, "projection": 16, "final": None, "fill": False}, "depth": 50})
+    {'candidates': 50, 'repetitions': 10, 'hashes': 4, 'projection': 16, 'fill': False}
 
     Args:
         point: grid point
@@ -467,8 +467,9 @@ def recommendation(point, dtype=None):
     block = {"candidates": point["depth"], "repetitions": params["repetitions"], "hashes": params["hashes"], "projection": params["projection"]}
     if params.get("final"):
         block["final"] = params["final"]
-    if params.get("fill") is False:
-        block["fill"] = False
+    # Always explicit: the pasted block keeps meaning the same if the default changes
+    if "fill" in params:
+        block["fill"] = bool(params["fill"])
     if dtype:
         block["dtype"] = dtype
 
@@ -498,8 +499,8 @@ def describe(params, dimensions=None):
     """
     Describes an FDE configuration.
 
-    >>> describe({"repetitions": 10, "hashes": 4, "projection": 16, "final": 2048, "fill": False})
-    '10 x 2^4 x 16 -> 2048, no fill'
+    >>> describe({"repetitions": 10, "hashes": 4, "projection": 16, "final": 2048, "fill": True})
+    '10 x 2^4 x 16 -> 2048, fill'
 
     Args:
         params: FDE parameters
@@ -512,7 +513,7 @@ def describe(params, dimensions=None):
     text = f"{params['repetitions']} x 2^{params['hashes']} x {params['projection'] or 'id'}"
     text += f" -> {params['final']}" if params.get("final") else ""
     text += f" = {dimensions:,}" if dimensions else ""
-    return text + (", no fill" if params.get("fill") is False else "")
+    return text + (", fill" if params.get("fill") else "")
 
 
 def dataset(corpus, split, queryfile, queries, sample, rng):
