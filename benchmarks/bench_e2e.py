@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import subprocess
@@ -30,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from results import write
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADING = "## End-to-end"
@@ -83,7 +84,7 @@ def main():
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
     if args.write:
-        write(text)
+        write(HEADING[3:], text.split("\n", 1)[1])
         print(f"\nWritten under '{HEADING}' in {RESULTS}")
 
 
@@ -559,26 +560,6 @@ def report(results, regenerate):
     )
 
     return "\n".join(lines)
-
-
-def write(text):
-    """
-    Writes the section into RESULTS.md, replacing a previous one and leaving other sections as they are.
-
-    Args:
-        text: markdown section starting with HEADING
-    """
-
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-
-    # Section runs from its heading to the next level 2 heading
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(current):
-        current = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", current, count=1)
-    else:
-        current = current.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-
-    RESULTS.write_text(current.rstrip("\n") + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import sys
 import time
 
@@ -24,6 +23,7 @@ from importlib import metadata
 import numpy as np
 import torch
 
+from results import write
 from txtai_muvera.fde import FDE
 from txtai_muvera.ragged import pack
 
@@ -258,30 +258,6 @@ def machine():
             pass
 
     return f"{model}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, " + ", ".join(versions)
-
-
-def write(heading, body, path=RESULTS):
-    """
-    Replaces (or appends) one "## heading" section of RESULTS.md, leaving every other section alone.
-
-    Args:
-        heading: section heading without the leading ##
-        body: section text
-        path: results file
-    """
-
-    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
-    section = f"## {heading}\n\n{body.strip()}\n"
-
-    # Section runs from its heading to the next level 2 heading
-    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-
-    with open(path, "w", encoding="utf-8") as output:
-        output.write(text)
 
 
 def main():

@@ -17,7 +17,8 @@ import sys
 import numpy as np
 import torch
 
-from bench_fde import load, machine, measure, tokensets, write
+from bench_fde import load, machine, measure, tokensets
+from results import write
 from txtai_muvera.maxsim import maxsim, rank
 from txtai_muvera.ragged import pack
 

@@ -18,6 +18,7 @@ import numpy as np
 from txtai import Embeddings
 from txtai.pipeline import Reranker as TxtaiReranker, Similarity as TxtaiSimilarity
 
+from results import write
 from txtai_muvera import Reranker, Similarity
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -109,24 +110,7 @@ def main():
     print("\n".join(lines))
 
     if args.write:
-        write(lines)
-
-
-def write(lines):
-    """
-    Replaces this benchmark's section of RESULTS.md.
-    """
-
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    section = f"{HEADING}\n\n" + "\n".join(lines) + "\n"
-    if HEADING in text:
-        start = text.index(HEADING)
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-
-    RESULTS.write_text(text, encoding="utf-8")
+        write(HEADING[3:], "\n".join(lines))
 
 
 if __name__ == "__main__":

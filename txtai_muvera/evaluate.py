@@ -810,7 +810,7 @@ def ratios(results):
         dict of ratios
     """
 
-    ours, peer = results["modes"], results["txtai"]["modes"]
+    peer = results["txtai"]["modes"]
     values = {"documents_per_second": results["index"]["documents_per_second"] / results["txtai"]["index"]["documents_per_second"]}
 
     # Re-rank latency on the same query subset: how many times faster txtai_muvera answers

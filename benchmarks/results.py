@@ -1,0 +1,111 @@
+"""
+Results module: writes sections of benchmarks/RESULTS.md, shared by the benchmark scripts.
+
+Renders the BEIR SciFact evaluation section from the JSON `txtai-muvera evaluate --json` writes:
+
+    python benchmarks/results.py scifact benchmarks/scifact.json
+"""
+
+import argparse
+import json
+import re
+import sys
+
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "RESULTS.md"
+
+# Section of the SciFact evaluation
+SCIFACT = "BEIR SciFact evaluation"
+
+
+def write(heading, body, path=RESULTS):
+    """
+    Replaces (or appends) one "## heading" section of RESULTS.md, leaving every other section alone.
+
+    Args:
+        heading: section heading without the leading ##
+        body: section text
+        path: results file
+    """
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    section = f"## {heading}\n\n{body.strip()}\n"
+
+    # Section runs from its heading to the next level 2 heading
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+
+    path.write_text(text, encoding="utf-8")
+
+
+def scifact(path):
+    """
+    Renders the SciFact evaluation section from an evaluate JSON file, with the issue's targets checked.
+
+    Args:
+        path: JSON file written by txtai-muvera evaluate --json
+
+    Returns:
+        markdown string
+    """
+
+    from txtai_muvera.evaluate import table
+
+    with open(path, encoding="utf-8") as f:
+        results = json.load(f)
+
+    modes, ratios = results["modes"], results.get("ratios", {})
+
+    # Targets: PyLate's exact figure, and txtai 9.14's Muvera on the same PyLate token vectors for the MUVERA modes
+    checks = [
+        ("exact MaxSim nDCG@10", modes["exact"]["ndcg@10"], "0.6424 +- 0.002", abs(modes["exact"]["ndcg@10"] - 0.6424) <= 0.002),
+        ("MUVERA + re-rank top 100 nDCG@10", modes["rerank"]["ndcg@10"], ">= 0.630", modes["rerank"]["ndcg@10"] >= 0.630),
+        ("MUVERA only nDCG@10", modes["muvera"]["ndcg@10"], ">= 0.50", modes["muvera"]["ndcg@10"] >= 0.50),
+    ]
+    if "rerank_speedup_p50" in ratios:
+        checks.append(("re-rank latency speed-up vs txtai Reranker (p50)", ratios["rerank_speedup_p50"], ">= 50x", ratios["rerank_speedup_p50"] >= 50))
+    if "documents_per_second" in ratios:
+        checks.append(("indexing documents/s, ours / txtai", ratios["documents_per_second"], ">= 0.95x", ratios["documents_per_second"] >= 0.95))
+
+    lines = [
+        "Regenerate: `bash benchmarks/evaluate.sh` (runs `txtai-muvera evaluate ../shared/models/minilm-colbert "
+        "../shared/data/beir/scifact --compare txtai`, writes benchmarks/scifact.json, the plot and this section).",
+        "",
+        table(results),
+        "",
+        "| Target | Measured | Target | Met |",
+        "|---|---|---|---|",
+        *[f"| {name} | {value:.4f} | {target} | {'yes' if met else 'no'} |" for name, value, target, met in checks],
+        "",
+        "![nDCG@10 and latency against re-ranked candidates](scifact-candidates.png)",
+    ]
+    if "sweep" in results:
+        lines += ["", "| Re-ranked candidates | nDCG@10 | MRR@10 | p50 ms | p95 ms |", "|---|---|---|---|---|"]
+        lines += [f"| {row['candidates']} | {row['ndcg@10']:.4f} | {row['mrr@10']:.4f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} |" for row in results["sweep"]]
+
+    return "\n".join(lines)
+
+
+def main():
+    """
+    Writes a section of RESULTS.md from a results file.
+    """
+
+    parser = argparse.ArgumentParser(description="Writes benchmark sections of RESULTS.md")
+    parser.add_argument("section", choices=["scifact"], help="section to write")
+    parser.add_argument("json", help="results JSON file")
+    args = parser.parse_args()
+
+    body = scifact(args.json)
+    print(body)
+    write(SCIFACT, body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
