@@ -2,6 +2,8 @@
 Shared test helpers: a small corpus, config builders, brute-force MaxSim and a local generator.
 """
 
+import socket
+
 import numpy as np
 
 # Small corpus with distinct topics so rankings are meaningful even with a random model
@@ -47,3 +49,13 @@ class Echo:
 
     def __call__(self, prompts, **kwargs):
         return [prompt if isinstance(prompt, str) else prompt[-1]["content"] for prompt in prompts]
+
+
+def freeport():
+    """
+    Finds a free localhost port.
+    """
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

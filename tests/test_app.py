@@ -3,7 +3,6 @@ Application tests: the example YAML with txtai.app.Application, a workflow, RAG 
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import yaml
 
 from txtai.app import Application
 
-from helpers import TEXTS, exact
+from helpers import TEXTS, exact, freeport
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "app.yml"
 
@@ -66,16 +65,6 @@ def test_application_search_workflow_rag(pylate_model):
     prompt = answer["answer"]
     assert all(text in prompt for text in top)
     assert prompt.index(top[0]) < prompt.index(top[1]) < prompt.index(top[2])
-
-
-def freeport():
-    """
-    Finds a free localhost port.
-    """
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_api_search_and_workflow(pylate_model, tmp_path):

@@ -5,7 +5,6 @@ exact and not normalised per index, so the cluster's merge by score is meaningfu
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,20 +16,10 @@ import yaml
 from txtai import Embeddings
 from txtai.api import API
 
-from helpers import TEXTS, late
+from helpers import TEXTS, freeport, late
 
 # Queries compared between the cluster and the single index
 QUERIES = ["virus cases", "ice shelf collapse", "lottery ticket winner", "protein folding", "interest rates", "frog species"]
-
-
-def freeport():
-    """
-    Finds a free localhost port.
-    """
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(config, path):

@@ -2,7 +2,6 @@
 ANN module
 """
 
-import hashlib
 import json
 import os
 import threading
@@ -16,6 +15,7 @@ from txtai.ann import ANN, ANNFactory
 
 from . import plugins
 from .array import LateArray
+from .files import checksize, npyheader, sha256
 from .folder import recover, replace
 from .maxsim import maxsim
 from .settings import resolve
@@ -25,9 +25,6 @@ FORMAT, VERSION = "txtai-muvera-index", 2
 
 # Largest muvera.json read: real metadata is a few kilobytes, anything bigger is not ours
 METADATA = 1 << 20
-
-# Bytes read per block when checksumming files
-BLOCK = 1 << 24
 
 
 class IndexFileError(ValueError):
@@ -641,16 +638,7 @@ def verify(path, name, expected, checksum=False):
     """
 
     filename = os.path.join(path, name)
-    if not isinstance(expected, dict) or not isinstance(expected.get("bytes"), int):
-        raise IndexFileError(f"{filename}: not described in muvera.json")
-
-    try:
-        size = os.path.getsize(filename)
-    except OSError as error:
-        raise IndexFileError(f"{filename}: missing ({error})") from error
-    if size != expected["bytes"]:
-        problem = "truncated" if size < expected["bytes"] else "larger than recorded"
-        raise IndexFileError(f"{filename}: {problem}, {size} bytes on disk, {expected['bytes']} expected")
+    checksize(filename, expected, IndexFileError, "muvera.json")
 
     if checksum and expected.get("sha256") != sha256(filename):
         raise IndexFileError(f"{filename}: checksum mismatch, file is corrupt")
@@ -676,22 +664,8 @@ def readarray(path, name, expected, shape):
     verify(path, name, expected)
     filename = os.path.join(path, name)
 
-    # Header only: literal parsing, object dtypes refused before any data is read
-    try:
-        with open(filename, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version not in [(1, 0), (2, 0)]:
-                raise ValueError(f"unsupported .npy version {version}")
-            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            fshape, fortran, dtype = reader(handle)
-            start = handle.tell()
-    except (ValueError, SyntaxError, OSError) as error:
-        raise IndexFileError(f"{filename}: not a valid .npy file ({error})") from error
-
-    if dtype != np.float32 or tuple(fshape) != tuple(shape) or fortran:
-        raise IndexFileError(f"{filename}: holds {dtype} {tuple(fshape)}, expected float32 {tuple(shape)} in C order")
-    if start + 4 * int(np.prod(shape)) != expected["bytes"]:
-        raise IndexFileError(f"{filename}: file size {expected['bytes']} does not match its header")
+    # Header only, never the data
+    start = npyheader(filename, expected["bytes"], np.float32, shape, IndexFileError)
 
     # Zero rows cannot be memory mapped
     if not shape[0]:
@@ -699,21 +673,3 @@ def readarray(path, name, expected, shape):
 
     return np.memmap(filename, dtype=np.float32, mode="r", offset=start, shape=tuple(shape))
 
-
-def sha256(filename):
-    """
-    Hashes a file block by block.
-
-    Args:
-        filename: file path
-
-    Returns:
-        "sha256:<hex>"
-    """
-
-    digest = hashlib.sha256()
-    with open(filename, "rb") as handle:
-        for block in iter(lambda: handle.read(BLOCK), b""):
-            digest.update(block)
-
-    return f"sha256:{digest.hexdigest()}"

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import plugins
 from .maxsim import maxsim
 from .ragged import pack
-from .settings import resolve
+from .settings import indexconfig, resolve
 
 # Retrieval depth of the metrics: nDCG@10 and MRR@10 read the top 10, recall@100 the top 100
 CUTOFF, DEPTH = 10, 100
@@ -280,15 +280,7 @@ class Evaluate:
             config dict
         """
 
-        return {
-            "path": self.model,
-            "method": "txtai_muvera.LateVectors",
-            "backend": "txtai_muvera.Muvera",
-            "content": True,
-            "gpu": self.gpu,
-            "encodebatch": self.batchsize,
-            "muvera": {**self.block, "progress": False},
-        }
+        return indexconfig(self.model, self.block, self.gpu, self.batchsize)
 
     def consistency(self, embeddings, path, config, count=20):
         """

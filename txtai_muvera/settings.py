@@ -78,3 +78,31 @@ def resolve(block):
         raise ValueError(f"muvera search must be 'exact', a txtai ANN backend name or a dict with a backend key, got {search!r}")
 
     return settings, {key: block[key] for key in accepted if key in block}
+
+
+def indexconfig(path, block, gpu=True, batchsize=32):
+    """
+    Builds the txtai Embeddings config of a late-interaction index with content, from a model and a muvera: block.
+
+    >>> indexconfig("model", {"candidates": 50}, gpu=False)["muvera"]
+    {'candidates': 50, 'progress': False}
+
+    Args:
+        path: late-interaction model, local folder or hub id
+        block: muvera: config block
+        gpu: txtai's gpu option
+        batchsize: encoding batch size
+
+    Returns:
+        config dict
+    """
+
+    return {
+        "path": path,
+        "method": "txtai_muvera.LateVectors",
+        "backend": "txtai_muvera.Muvera",
+        "content": True,
+        "gpu": gpu,
+        "encodebatch": batchsize,
+        "muvera": {**block, "progress": False},
+    }

@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 
+from .files import checksize, npyheader
 from .ragged import pack
 
 # Token store folder format
@@ -793,20 +794,7 @@ class TokenStore:
             file size in bytes
         """
 
-        filename = os.path.join(path, name)
-        expected = config["files"].get(name)
-        if not isinstance(expected, dict) or not isinstance(expected.get("bytes"), int):
-            raise StoreError(f"{filename}: not described in store.json")
-
-        try:
-            size = os.path.getsize(filename)
-        except OSError as error:
-            raise StoreError(f"{filename}: missing ({error})") from error
-        if size != expected["bytes"]:
-            problem = "truncated" if size < expected["bytes"] else "larger than recorded"
-            raise StoreError(f"{filename}: {problem}, {size} bytes on disk, {expected['bytes']} expected")
-
-        return size
+        return checksize(os.path.join(path, name), config["files"].get(name), StoreError, "store.json")
 
     @staticmethod
     def _check(path, config, name, dtype, shape):
@@ -821,25 +809,8 @@ class TokenStore:
             shape: expected shape
         """
 
-        filename = os.path.join(path, name)
         size = TokenStore._size(path, config, name)
-
-        # Parse the header only (safe literal parsing, object dtypes are rejected before any data is read)
-        try:
-            with open(filename, "rb") as handle:
-                version = np.lib.format.read_magic(handle)
-                if version not in [(1, 0), (2, 0)]:
-                    raise ValueError(f"unsupported .npy version {version}")
-                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                fshape, fortran, fdtype = reader(handle)
-                start = handle.tell()
-        except ValueError as error:
-            raise StoreError(f"{filename}: not a valid .npy file ({error})") from error
-
-        if fdtype != np.dtype(dtype) or tuple(fshape) != tuple(shape) or fortran:
-            raise StoreError(f"{filename}: holds {fdtype} {tuple(fshape)}, expected {np.dtype(dtype)} {tuple(shape)} in C order")
-        if start + np.dtype(dtype).itemsize * int(np.prod(shape)) != size:
-            raise StoreError(f"{filename}: file size {size} does not match its header")
+        npyheader(os.path.join(path, name), size, dtype, shape, StoreError)
 
     @staticmethod
     def _small(path, config, name, dtype, shape):

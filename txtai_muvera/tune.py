@@ -19,7 +19,7 @@ from . import plugins
 from .evaluate import beir, environment, jsonl
 from .maxsim import maxsim
 from .ragged import pack
-from .settings import DTYPES
+from .settings import DTYPES, indexconfig
 
 # Results per query that recall is measured on: the exact MaxSim top 10
 CUTOFF = 10
@@ -254,15 +254,7 @@ class Tune:
         # pylint: disable=C0415
         from txtai import Embeddings
 
-        config = {
-            "path": self.model,
-            "method": "txtai_muvera.LateVectors",
-            "backend": "txtai_muvera.Muvera",
-            "content": True,
-            "gpu": self.gpu,
-            "encodebatch": self.batchsize,
-            "muvera": {**block, "progress": False},
-        }
+        config = indexconfig(self.model, block, self.gpu, self.batchsize)
 
         embeddings = Embeddings(config)
         documents = tqdm(zip(self.ids, matrices), total=len(self.ids), desc="Verifying: indexing", unit="docs", disable=not self.progress)
