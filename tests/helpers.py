@@ -59,3 +59,15 @@ def freeport():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def tokens(generator, lengths, dimension):
+    """
+    Random unit token matrices.
+    """
+
+    matrices = []
+    for length in lengths:
+        matrix = generator.standard_normal((length, dimension)).astype(np.float32)
+        matrices.append(matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12))
+    return matrices

@@ -11,6 +11,8 @@ from hypothesis import given, settings, strategies as st
 from txtai_muvera.fde import FDE
 from txtai_muvera.ragged import pack
 
+from helpers import tokens
+
 
 def appendgray(code, bit):
     """
@@ -97,18 +99,6 @@ def references(fde, matrices, category):
     """
 
     return np.stack([reference(fde, matrix, category) for matrix in matrices])
-
-
-def tokens(generator, lengths, dimension):
-    """
-    Random unit token matrices.
-    """
-
-    matrices = []
-    for length in lengths:
-        matrix = generator.standard_normal((length, dimension)).astype(np.float32)
-        matrices.append(matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12))
-    return matrices
 
 
 def unit(matrix):

@@ -14,6 +14,8 @@ import txtai_muvera.maxsim as module
 from txtai_muvera.maxsim import maxsim, rank
 from txtai_muvera.ragged import pack
 
+from helpers import tokens
+
 
 def reference(queries, documents, reduce="mean"):
     """
@@ -33,18 +35,6 @@ def reference(queries, documents, reduce="mean"):
             scores[x, y] = total / max(len(query), 1) if reduce == "mean" else total
 
     return scores
-
-
-def tokens(generator, lengths, dimension):
-    """
-    Random unit token matrices.
-    """
-
-    matrices = []
-    for length in lengths:
-        matrix = generator.standard_normal((length, dimension)).astype(np.float32)
-        matrices.append(matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12))
-    return matrices
 
 
 class TestMaxSim:
