@@ -40,8 +40,8 @@ class FDE:
     distance. Repetitions are concatenated and optionally reduced with a Count-Sketch.
 
     Two options go beyond the reference, both on by default because they measure better on real token vectors (SciFact with
-    minilm-colbert at 10,240 dimensions, mean of 8 seeds: MUVERA-only nDCG@10 0.463 -> 0.513, re-rank of the top 100
-    0.618 -> 0.636, see benchmarks/RESULTS.md):
+    minilm-colbert at 10,240 dimensions, means over 12 seeds: MUVERA-only nDCG@10 0.458 -> 0.510, re-rank of the top 100
+    0.613 -> 0.635, see benchmarks/RESULTS.md, "FDE quality on SciFact"):
 
     - projector="orthogonal": like the AMS sketch every token coordinate feeds one output per repetition, but the
       repetitions of each group of dimension / projection share a coordinate partition and take orthogonal weights, so
@@ -50,8 +50,7 @@ class FDE:
     - normalize=True: document partition centroids are scaled to unit length, so a partition scores the direction of its
       tokens instead of being shrunk by how spread they are. Queries still sum.
 
-    fill defaults to False (the reference's default): filling lowers nDCG@10 on the same benchmark. The reference algorithm
-    exactly: FDE(dimension, projector="ams", normalize=False, fill=True).
+    The reference algorithm exactly: FDE(dimension, projector="ams", normalize=False).
 
     A batch is encoded chunk by chunk of matrices, each chunk with one matrix product (SimHash), one embedding_bag (inner
     projections), one index_add_ (partition sums) and one bincount (partition sizes), no Python loop over matrices.
@@ -73,7 +72,7 @@ class FDE:
     # Values of parameters added after the first release, for configs saved without them: an index keeps encoding as built
     LEGACY = {"projector": "ams", "normalize": False}
 
-    def __init__(self, dimension, repetitions=20, hashes=5, projection=16, final=None, projector="orthogonal", normalize=True, fill=False, seed=42):
+    def __init__(self, dimension, repetitions=20, hashes=5, projection=16, final=None, projector="orthogonal", normalize=True, fill=True, seed=42):
         """
         Creates an FDE encoder.
 
