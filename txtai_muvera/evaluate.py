@@ -134,7 +134,7 @@ class Evaluate:
                 embeddings = self.load(path, config, value)
                 label = f"Searching ({MODES[mode].format(candidates=value)})"
                 runs[mode], latencies[mode] = search(embeddings, self.queries, DEPTH if mode == "muvera" else limit, label, self.progress)
-                modes[mode] = {**measure(self.qrels, runs[mode]), **percentiles(latencies[mode])}
+                modes[mode] = {**measure(self.qrels, runs[mode]), **percentiles(latencies[mode]), "exact@10": agreement(run, runs[mode])}
                 self.log("txtai-muvera", MODES[mode].format(candidates=value), modes[mode])
                 embeddings.close()
 
@@ -629,6 +629,30 @@ def jsonl(path):
                 yield json.loads(line)
 
 
+def agreement(reference, run, k=CUTOFF):
+    """
+    Recall of a reference ranking's top k in a run's top k, averaged over the reference's queries: with the exact MaxSim
+    run as reference, the recall@10 that txtai-muvera tune reports for a muvera: block.
+
+    >>> agreement({"q": {"a": 3, "b": 2}}, {"q": {"b": 5, "c": 4}}, k=2)
+    0.5
+
+    Args:
+        reference: {query id: {document id: score}}
+        run: {query id: {document id: score}}
+        k: cutoff
+
+    Returns:
+        mean recall
+    """
+
+    def top(scores):
+        return {uid for uid, _ in sorted(scores.items(), key=lambda x: -x[1])[:k]}
+
+    values = [len(top(scores) & top(run.get(qid, {}))) / max(1, len(top(scores))) for qid, scores in reference.items()]
+    return sum(values) / max(1, len(values))
+
+
 def measure(qrels, run):
     """
     Computes nDCG@10, recall@100 and MRR@10 with pytrec_eval, averaged over every query in qrels: a query without
@@ -836,8 +860,8 @@ def table(results):
         f"fill {fde.get('fill')}; "
         f"token store {settings['dtype']}.",
         "",
-        f"| Pipeline | Mode | nDCG@{CUTOFF} | Recall@{DEPTH} | MRR@{CUTOFF} | p50 ms | p95 ms |",
-        "|---|---|---|---|---|---|---|",
+        f"| Pipeline | Mode | nDCG@{CUTOFF} | Recall@{DEPTH} | MRR@{CUTOFF} | Exact top {CUTOFF} recall | p50 ms | p95 ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     # One row per mode and pipeline
@@ -852,6 +876,7 @@ def table(results):
                 continue
 
             row = modes[mode]
+            agree = f"{row['exact@10']:.4f}" if "exact@10" in row else ""
             latency = ("batched", "batched") if row.get("batched") else (f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}")
             if "latency_queries" in row:
                 latency = tuple(f"{x}*" for x in latency)
@@ -861,7 +886,7 @@ def table(results):
 
             lines.append(
                 f"| {name} | {label.format(candidates=candidates)} | {row[f'ndcg@{CUTOFF}']:.4f} | {row[f'recall@{DEPTH}']:.4f} | "
-                f"{row[f'mrr@{CUTOFF}']:.4f} | {latency[0]} | {latency[1]} |"
+                f"{row[f'mrr@{CUTOFF}']:.4f} | {agree} | {latency[0]} | {latency[1]} |"
             )
 
     lines.extend(["", *notes[:1]] if notes else [])
