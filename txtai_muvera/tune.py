@@ -24,7 +24,7 @@ from .settings import DTYPES, indexconfig
 # Results per query that recall is measured on: the exact MaxSim top 10
 CUTOFF = 10
 
-# Default grid: FDE repetitions, SimHash bits, AMS projection widths (0 = identity), Count-Sketch final widths (None = off) and
+# Default grid: FDE repetitions, SimHash bits, inner projection widths (0 = identity), Count-Sketch final widths (None = off) and
 # empty partition filling, plus the encoding defaults as a baseline. Few SimHash bits and no filling often win on short documents.
 REPETITIONS, HASHES, PROJECTIONS, FINALS, FILLS = (5, 10, 20), (3, 4), (8, 16), (None,), (True, False)
 
@@ -283,7 +283,7 @@ def configurations(repetitions=REPETITIONS, hashes=HASHES, projections=PROJECTIO
     Args:
         repetitions: repetition counts
         hashes: SimHash bit counts
-        projections: AMS projection widths, 0 or None for identity
+        projections: inner projection widths, 0 or None for identity
         finals: Count-Sketch final widths, None for none
         fills: fill settings of empty document partitions
         baseline: also adds the encoding's defaults (an index without FDE settings), when missing
