@@ -554,8 +554,8 @@ def report(results, regenerate):
             f"`Reranker({size} queries, ...)`, full batches only. The two sides' search processes take turns query by query. "
             "nDCG@10 is over the timed queries only. Search peak RSS includes the loaded index and the model. "
             f"The two MUVERA candidate searches differ by default: txtai normalises its FDE rows and searches them with faiss "
-            f"({txtai['config'].get('components')}, approximate), ours scans unnormalised FDE rows exactly and fills empty document "
-            "partitions (reference rule), hence the low top-10 overlap.",
+            f"({txtai['config'].get('components')}, approximate), ours scans its FDE rows exactly (grouped orthogonal projections, unit "
+            "document centroids, fill), hence the low top-10 overlap.",
         ]
     )
 
