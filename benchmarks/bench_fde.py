@@ -126,6 +126,23 @@ def pylatetokens(count, cache):
     return documents, queries
 
 
+def options(parser, documents):
+    """
+    Adds the token set and timing options that tokensets() and measure() read.
+
+    Args:
+        parser: argparse.ArgumentParser
+        documents: help text of --docs
+    """
+
+    parser.add_argument("--docs", type=int, default=5183, help=documents)
+    parser.add_argument("--queries", type=int, default=300, help="queries (random vectors)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, best and median reported")
+    parser.add_argument("--vectors", choices=["random", "pylate"], default="random", help="token vectors")
+    parser.add_argument("--cache", default="/tmp/txtai-muvera-bench/scifact-pylate.safetensors", help="PyLate vectors cache")
+    parser.add_argument("--threads", type=int, nargs="*", default=[], help="torch thread counts to run, torch's default when empty")
+
+
 def tokensets(args):
     """
     Builds the document and query token sets.
@@ -266,13 +283,8 @@ def main():
     """
 
     parser = argparse.ArgumentParser(description="FDE encoding throughput")
-    parser.add_argument("--docs", type=int, default=5183, help="documents encoded")
-    parser.add_argument("--queries", type=int, default=300, help="queries encoded (random vectors)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, best and median reported")
+    options(parser, "documents encoded")
     parser.add_argument("--slow", type=int, default=300, help="documents and queries for the per-matrix fastembed encoder")
-    parser.add_argument("--vectors", choices=["random", "pylate"], default="random", help="token vectors")
-    parser.add_argument("--cache", default="/tmp/txtai-muvera-bench/scifact-pylate.safetensors", help="PyLate vectors cache")
-    parser.add_argument("--threads", type=int, nargs="*", default=[], help="torch thread counts to run, torch's default when empty")
     parser.add_argument("--write", action="store_true", help="update the FDE section of benchmarks/RESULTS.md")
     args = parser.parse_args()
 

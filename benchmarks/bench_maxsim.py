@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import torch
 
-from bench_fde import load, machine, measure, tokensets
+from bench_fde import load, machine, measure, options, tokensets
 from results import write
 from txtai_muvera.maxsim import maxsim, rank
 from txtai_muvera.ragged import pack
@@ -86,16 +86,11 @@ def main():
     """
 
     parser = argparse.ArgumentParser(description="MaxSim throughput")
-    parser.add_argument("--docs", type=int, default=5183, help="corpus documents")
-    parser.add_argument("--queries", type=int, default=300, help="queries available (random vectors)")
+    options(parser, "corpus documents")
     parser.add_argument("--rerank", type=int, default=100, help="rerank scenario: queries")
     parser.add_argument("--candidates", type=int, default=100, help="rerank scenario: candidates per query")
     parser.add_argument("--exhaustive", type=int, default=10, help="exhaustive scenario: queries scored against every document")
     parser.add_argument("--limit", type=int, default=10, help="results kept per query")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, best and median reported")
-    parser.add_argument("--vectors", choices=["random", "pylate"], default="random", help="token vectors")
-    parser.add_argument("--cache", default="/tmp/txtai-muvera-bench/scifact-pylate.safetensors", help="PyLate vectors cache")
-    parser.add_argument("--threads", type=int, nargs="*", default=[], help="torch thread counts to run, torch's default when empty")
     parser.add_argument("--write", action="store_true", help="update the MaxSim section of benchmarks/RESULTS.md")
     args = parser.parse_args()
 

@@ -649,7 +649,11 @@ def agreement(reference, run, k=CUTOFF):
     def top(scores):
         return {uid for uid, _ in sorted(scores.items(), key=lambda x: -x[1])[:k]}
 
-    values = [len(top(scores) & top(run.get(qid, {}))) / max(1, len(top(scores))) for qid, scores in reference.items()]
+    values = []
+    for qid, scores in reference.items():
+        expected = top(scores)
+        values.append(len(expected & top(run.get(qid, {}))) / max(1, len(expected)))
+
     return sum(values) / max(1, len(values))
 
 
