@@ -100,7 +100,7 @@ def benchmark(args):
     """
 
     # pylint: disable=C0415
-    from txtai_muvera.evaluate import beir, environment
+    from txtai_muvera.cli.evaluate import beir, environment
 
     ids, _, queries, qrels = beir(args.data, "test")
     documents = len(ids) if args.documents is None else min(args.documents, len(ids))
@@ -181,7 +181,7 @@ def compare(args, mode, paths, queries, batched, qrels):
     """
 
     # pylint: disable=C0415
-    from txtai_muvera.evaluate import measure, percentiles
+    from txtai_muvera.cli.evaluate import measure, percentiles
 
     processes = {side: spawn(args, side, mode, path) for side, path in zip(SIDES, paths)}
     loaded = {side: json.loads(process.stdout.readline()) for side, process in processes.items()}
@@ -297,7 +297,7 @@ def index(args, side):
     # pylint: disable=C0415
     from txtai import Embeddings
 
-    from txtai_muvera.evaluate import beir
+    from txtai_muvera.cli.evaluate import beir
 
     ids, texts, _, _ = beir(args.data, "test")
     documents = list(zip(ids, texts))[: args.documents]

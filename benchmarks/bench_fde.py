@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from results import write
-from txtai_muvera.fde import FDE
-from txtai_muvera.ragged import pack
+from txtai_muvera.core.fde import FDE
+from txtai_muvera.core.ragged import pack
 
 # Shared data and model folder, beside the checkout by default
 SHARED = os.environ.get("SHARED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))

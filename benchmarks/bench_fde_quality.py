@@ -19,11 +19,11 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from results import write
-from txtai_muvera.encoder import LateEncoder
-from txtai_muvera.evaluate import beir, measure
-from txtai_muvera.fde import FDE
-from txtai_muvera.maxsim import maxsim
-from txtai_muvera.ragged import pack
+from txtai_muvera.core.encoder import LateEncoder
+from txtai_muvera.cli.evaluate import beir, measure
+from txtai_muvera.core.fde import FDE
+from txtai_muvera.core.maxsim import maxsim
+from txtai_muvera.core.ragged import pack
 
 # Shared data and model folder, beside the checkout by default
 SHARED = os.environ.get("SHARED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))

@@ -19,8 +19,8 @@ import torch
 
 from bench_fde import load, machine, measure, options, tokensets
 from results import write
-from txtai_muvera.maxsim import maxsim, rank
-from txtai_muvera.ragged import pack
+from txtai_muvera.core.maxsim import maxsim, rank
+from txtai_muvera.core.ragged import pack
 
 
 def padded(matrices):

@@ -273,7 +273,7 @@ def query(size, folder, search, count, reference=None):
 
     from txtai_muvera.ann import Muvera
     from txtai_muvera.array import LateArray
-    from txtai_muvera.ragged import pack
+    from txtai_muvera.core.ragged import pack
 
     fde = encoder()
     ann = Muvera(config(search))

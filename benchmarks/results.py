@@ -56,7 +56,7 @@ def scifact(path):
         markdown string
     """
 
-    from txtai_muvera.evaluate import table
+    from txtai_muvera.cli.evaluate import table
 
     with open(path, encoding="utf-8") as f:
         results = json.load(f)
@@ -109,7 +109,7 @@ def tuning(path, evaluation=None):
         markdown string
     """
 
-    from txtai_muvera.tune import table
+    from txtai_muvera.cli.tune import table
 
     with open(path, encoding="utf-8") as f:
         results = json.load(f)

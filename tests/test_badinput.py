@@ -261,7 +261,7 @@ def test_bad_candidates_refused(pylate_model, candidates):
 
 def test_unicode_control_rtl_emoji(fresh, pylate_model, tmp_path):
     # Row: control characters, right-to-left text and emoji are indexed; stored text round-trips exactly
-    from txtai_muvera.encoder import LateEncoder
+    from txtai_muvera.core.encoder import LateEncoder
 
     texts = {
         "ctl": "tab\there\x00nul\x07bell\x1b[31mred",

@@ -15,7 +15,7 @@ from txtai import Embeddings
 from txtai_muvera import plugins
 from txtai_muvera.ann import Muvera, ReadWriteLock
 from txtai_muvera.array import LateArray
-from txtai_muvera.ragged import pack
+from txtai_muvera.core.ragged import pack
 
 from helpers import late
 

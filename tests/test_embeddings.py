@@ -10,7 +10,7 @@ import pytest
 
 from txtai import Embeddings
 
-from txtai_muvera.encoder import LateEncoder
+from txtai_muvera.core.encoder import LateEncoder
 
 from helpers import TEXTS, exact, late
 

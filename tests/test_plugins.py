@@ -11,7 +11,7 @@ import textwrap
 from txtai import Embeddings
 
 from txtai_muvera import plugins
-from txtai_muvera.encoder import LateEncoder
+from txtai_muvera.core.encoder import LateEncoder
 from txtai_muvera.hookspecs import hookimpl
 
 from helpers import TEXTS, late
@@ -19,10 +19,9 @@ from helpers import TEXTS, late
 
 def test_defaults_registered():
     registered = plugins.registered()
-    assert registered["encoders"]["colbert"] == "txtai_muvera.encoder.LateEncoder"
-    assert registered["encodings"]["muvera"] == "txtai_muvera.fde.FDE"
-    assert registered["stores"]["tokens"] == "txtai_muvera.store.TokenStore"
-    assert set(registered["pipelines"]) == {"similarity", "reranker"}
+    assert registered["encoders"]["colbert"] == "txtai_muvera.core.encoder.LateEncoder"
+    assert registered["encodings"]["muvera"] == "txtai_muvera.core.fde.FDE"
+    assert registered["stores"]["tokens"] == "txtai_muvera.core.store.TokenStore"
 
 
 class CountingEncoder(LateEncoder):
@@ -70,7 +69,7 @@ def test_entry_point_plugins(tmp_path):
         textwrap.dedent(
             """
             from txtai_muvera.hookspecs import hookimpl
-            from txtai_muvera.store import TokenStore
+            from txtai_muvera.core.store import TokenStore
 
             class MyStore(TokenStore):
                 pass
@@ -98,9 +97,9 @@ def test_entry_point_plugins(tmp_path):
         output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run, check=True)
         stores = json.loads(output.stdout)
         assert ("mystore" in stores) == expected, (value, stores)
-        assert stores["tokens"] == "txtai_muvera.store.TokenStore"
+        assert stores["tokens"] == "txtai_muvera.core.store.TokenStore"
 
 
 def test_cli_lists_plugins():
     output = subprocess.run([sys.executable, "-m", "txtai_muvera", "plugins"], capture_output=True, text=True, check=True)
-    assert "colbert" in output.stdout and "txtai_muvera.fde.FDE" in output.stdout
+    assert "colbert" in output.stdout and "txtai_muvera.core.fde.FDE" in output.stdout

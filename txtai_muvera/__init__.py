@@ -15,10 +15,10 @@ EXPORTS = {
     "Muvera": "ann",
     "Similarity": "similarity",
     "Reranker": "reranker",
-    "LateEncoder": "encoder",
-    "FDE": "fde",
-    "TokenStore": "store",
-    "maxsim": "maxsim",
+    "LateEncoder": "core.encoder",
+    "FDE": "core.fde",
+    "TokenStore": "core.store",
+    "maxsim": "core.maxsim",
 }
 
 __all__ = list(EXPORTS)

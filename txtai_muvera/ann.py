@@ -15,9 +15,9 @@ from txtai.ann import ANN, ANNFactory
 
 from . import plugins
 from .array import LateArray
-from .files import checksize, npyheader, sha256
-from .folder import recover, replace
-from .maxsim import maxsim
+from .core.files import checksize, npyheader, sha256
+from .core.folder import recover, replace
+from .core.maxsim import maxsim
 from .settings import resolve
 
 # Metadata file format of a saved Muvera index folder

@@ -46,14 +46,3 @@ def register_stores(register):
         register: callback
     """
 
-
-@hookspec
-def register_pipelines(register):
-    """
-    Registers txtai pipelines, resolvable by name with txtai_muvera.plugins.pipeline(name).
-
-    Call register(name, cls).
-
-    Args:
-        register: callback
-    """

@@ -12,7 +12,7 @@ import pluggy
 from . import hookspecs
 
 # Plugins of this package, registered through the same hooks a third-party package uses
-DEFAULT_PLUGINS = ("txtai_muvera.defaults",)
+DEFAULT_PLUGINS = ("txtai_muvera.default_plugins.colbert", "txtai_muvera.default_plugins.muvera", "txtai_muvera.default_plugins.tokens")
 
 # Entry point group that third-party packages declare in their pyproject.toml
 ENTRYPOINTS = "txtai_muvera"
@@ -25,7 +25,6 @@ KINDS = {
     "encoders": "register_encoders",
     "encodings": "register_encodings",
     "stores": "register_stores",
-    "pipelines": "register_pipelines",
 }
 
 logger = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ def registry(kind):
     Collects every registration of a kind.
 
     Args:
-        kind: one of encoders, encodings, stores, pipelines
+        kind: one of encoders, encodings, stores
 
     Returns:
         {name: factory}

@@ -8,8 +8,8 @@ import torch
 from txtai.pipeline import Pipeline
 
 from .ann import Muvera
-from .maxsim import maxsim
-from .ragged import pack
+from .core.maxsim import maxsim
+from .core.ragged import pack
 
 
 class Reranker(Pipeline):

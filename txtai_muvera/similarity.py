@@ -8,9 +8,9 @@ from txtai.models import Models
 from txtai.pipeline import Pipeline
 
 from . import plugins
-from .inputs import matrices
-from .maxsim import maxsim
-from .ragged import pack
+from .core.inputs import matrices
+from .core.maxsim import maxsim
+from .core.ragged import pack
 
 
 class Similarity(Pipeline):

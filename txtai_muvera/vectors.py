@@ -11,9 +11,9 @@ from txtai.vectors import Vectors
 
 from . import plugins
 from .array import LateArray
-from .inputs import check, matrices as tokenmatrices
-from .maxsim import maxsim
-from .ragged import pack
+from .core.inputs import check, matrices as tokenmatrices
+from .core.maxsim import maxsim
+from .core.ragged import pack
 from .settings import resolve
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from txtai_muvera.store import StoreError, TokenStore, dequantize, quantize
+from txtai_muvera.core.store import StoreError, TokenStore, dequantize, quantize
 
 # Element sizes per stored dtype
 SIZES = {"float32": 4, "float16": 2, "int8": 1}

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from txtai import Embeddings
 
 from txtai_muvera.ann import IndexFileError, Muvera
-from txtai_muvera.store import StoreError, TokenStore
+from txtai_muvera.core.store import StoreError, TokenStore
 
 from helpers import TEXTS, late
 

@@ -10,9 +10,9 @@ import torch
 
 from hypothesis import given, settings, strategies as st
 
-import txtai_muvera.maxsim as module
-from txtai_muvera.maxsim import maxsim, rank
-from txtai_muvera.ragged import pack
+import txtai_muvera.core.maxsim as module
+from txtai_muvera.core.maxsim import maxsim, rank
+from txtai_muvera.core.ragged import pack
 
 from helpers import tokens
 

@@ -15,10 +15,10 @@ import yaml
 from txtai import Embeddings
 
 from txtai_muvera.cli import main
-from txtai_muvera.fde import FDE
+from txtai_muvera.core.fde import FDE
 from txtai_muvera.settings import resolve
-from txtai_muvera.ragged import pack
-from txtai_muvera.tune import CUTOFF, Tune, dataset, exact, frontier, table
+from txtai_muvera.core.ragged import pack
+from txtai_muvera.cli.tune import CUTOFF, Tune, dataset, exact, frontier, table
 
 from helpers import late
 from models import WORDS

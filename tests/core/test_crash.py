@@ -16,7 +16,7 @@ import pytest
 
 from txtai import Embeddings
 
-from txtai_muvera.folder import recover
+from txtai_muvera.core.folder import recover
 
 from helpers import late
 
@@ -25,14 +25,14 @@ QUERIES = ["virus cases", "stock market", "bear attack"]
 
 # Saving process: builds the previous index (1000 pre-encoded documents, saved) and a changed one (upserts and deletes,
 # kept in memory), then forks one child per request that saves the changed index over the previous one with
-# txtai_muvera.folder.save; the test kills that child
+# txtai_muvera.core.folder.save; the test kills that child
 SAVER = """
 import json, os, sys
 
 import numpy as np
 
 from txtai import Embeddings
-from txtai_muvera.folder import save
+from txtai_muvera.core.folder import save
 
 model, path, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 generator = np.random.default_rng(0)
@@ -151,7 +151,7 @@ def save(saver, delay=None):
 def test_failed_save_after_interrupted_swap_keeps_previous(tmp_path):
     # A crash between the two renames leaves path missing and path.old complete; a later save that fails before its
     # own swap must not delete that copy
-    from txtai_muvera.folder import replace
+    from txtai_muvera.core.folder import replace
 
     path = tmp_path / "folder"
     (tmp_path / "folder.old").mkdir()

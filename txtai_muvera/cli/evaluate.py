@@ -16,10 +16,10 @@ import torch
 
 from tqdm.auto import tqdm
 
-from . import plugins
-from .maxsim import maxsim
-from .ragged import pack
-from .settings import indexconfig, resolve
+from .. import plugins
+from ..core.maxsim import maxsim
+from ..core.ragged import pack
+from ..settings import indexconfig, resolve
 
 # Retrieval depth of the metrics: nDCG@10 and MRR@10 read the top 10, recall@100 the top 100
 CUTOFF, DEPTH = 10, 100

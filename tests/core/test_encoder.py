@@ -12,7 +12,7 @@ import torch
 
 from safetensors.numpy import load_file
 
-from txtai_muvera.encoder import LateEncoder
+from txtai_muvera.core.encoder import LateEncoder
 
 # pylint: disable=C0411
 from models import DOC_MAXLEN, DOCUMENT_LENGTH, QUERY_LENGTH, QUERY_MAXLEN, build_pylate_model

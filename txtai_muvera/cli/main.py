@@ -20,7 +20,7 @@ def plugins(args):
     """
 
     # pylint: disable=C0415
-    from . import plugins as manager
+    from .. import plugins as manager
 
     for kind, entries in manager.registered().items():
         print(f"{kind}:")
@@ -153,7 +153,7 @@ def parser():
     main = argparse.ArgumentParser(prog="txtai-muvera", description="Late-interaction retrieval with MUVERA for txtai")
     commands = main.add_subparsers(dest="command", required=True)
 
-    command = commands.add_parser("plugins", help="list registered encoders, encodings, stores and pipelines")
+    command = commands.add_parser("plugins", help="list registered encoders, encodings and stores")
     command.set_defaults(run=plugins)
 
     # Evaluation on a BEIR folder

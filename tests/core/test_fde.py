@@ -8,8 +8,8 @@ import torch
 
 from hypothesis import given, settings, strategies as st
 
-from txtai_muvera.fde import FDE
-from txtai_muvera.ragged import pack
+from txtai_muvera.core.fde import FDE
+from txtai_muvera.core.ragged import pack
 
 from helpers import tokens
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from txtai_muvera.cli import main
-from txtai_muvera.encoder import LateEncoder
-from txtai_muvera.evaluate import Evaluate, beir, measure
+from txtai_muvera.core.encoder import LateEncoder
+from txtai_muvera.cli.evaluate import Evaluate, beir, measure
 
 from helpers import TEXTS
 

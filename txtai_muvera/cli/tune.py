@@ -15,11 +15,11 @@ import torch
 
 from tqdm.auto import tqdm
 
-from . import plugins
+from .. import plugins
 from .evaluate import beir, environment, jsonl
-from .maxsim import maxsim
-from .ragged import pack
-from .settings import DTYPES, indexconfig
+from ..core.maxsim import maxsim
+from ..core.ragged import pack
+from ..settings import DTYPES, indexconfig
 
 # Results per query that recall is measured on: the exact MaxSim top 10
 CUTOFF = 10

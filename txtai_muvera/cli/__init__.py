@@ -1,0 +1,5 @@
+"""
+Command line: txtai-muvera plugins, evaluate and tune.
+"""
+
+from .main import main

@@ -1,0 +1,3 @@
+"""
+Default plugins: what this package registers, through the same hooks a third-party plugin uses.
+"""
