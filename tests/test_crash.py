@@ -165,3 +165,130 @@ def test_failed_save_after_interrupted_swap_keeps_previous(tmp_path):
 
     assert (path / "data").read_text() == "previous"
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".new")]
+
+
+# Saving process for the crash-at-every-step test: builds the previous index (saved with txtai's own, non-atomic
+# Embeddings.save) and a changed one in memory, counts the file-system steps of saving the changed index over the
+# previous one (audit events: opens for writing, renames, removals, folder creation and deletion, SQLite connections),
+# then forks one child per request that repeats that save and kills itself with SIGKILL just before step k
+STEPS = """
+import json, os, shutil, signal, sys
+
+import numpy as np
+
+from txtai import Embeddings
+
+model, path, config, queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+generator = np.random.default_rng(0)
+
+def document():
+    matrix = generator.standard_normal((generator.integers(5, 15), 16)).astype(np.float32)
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+def answers(embeddings):
+    return {"count": embeddings.count(), "results": [[[r["id"], round(r["score"], 4)] for r in embeddings.search(q, 10)] for q in queries]}
+
+embeddings = Embeddings(config)
+embeddings.index([(x, document(), f"tag {x}") for x in range(60)])
+embeddings.save(path)
+previous = answers(embeddings)
+
+embeddings.upsert([(x, document(), f"new {x}") for x in range(0, 60, 7)] + [(x, document(), None) for x in range(60, 70)])
+embeddings.delete(list(range(1, 60, 11)))
+changed = answers(embeddings)
+
+# File-system steps of one save
+EVENTS = {"os.rename", "os.replace", "os.remove", "os.unlink", "os.rmdir", "shutil.rmtree", "os.mkdir", "shutil.copyfile", "sqlite3.connect"}
+state = {"count": 0, "kill": None}
+
+def writes(event, args):
+    if event == "open":
+        mode, flags = args[1], args[2]
+        return (isinstance(mode, str) and any(c in mode for c in "wax+")) or (isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+    return event in EVENTS
+
+def hook(event, args):
+    if writes(event, args):
+        state["count"] += 1
+        if state["count"] == state["kill"]:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+sys.addaudithook(hook)
+scratch = path + ".count"
+shutil.copytree(path, scratch)
+state["count"] = 0
+embeddings.save(scratch)
+steps = state["count"]
+print(json.dumps({"previous": previous, "changed": changed, "steps": steps}), flush=True)
+
+for line in sys.stdin:
+    pid = os.fork()
+    if not pid:
+        # Child: file IO only (no torch work after the fork)
+        state["count"], state["kill"] = 0, int(line)
+        embeddings.save(path)
+        os._exit(0)
+
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps({"status": status}), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork") or not hasattr(sys, "addaudithook"), reason="needs os.fork and audit hooks")
+def test_kill_at_every_step_of_embeddings_save(pylate_model, tmp_path):
+    # txtai's Embeddings.save killed just before each of its file-system steps: the folder loads as the previous or the
+    # changed index, and takes new writes correctly (offset padding), or it is refused with IndexFileError
+    from txtai_muvera.ann import IndexFileError
+
+    path, pristine = str(tmp_path / "index"), str(tmp_path / "pristine")
+    saver = subprocess.Popen(
+        [sys.executable, "-c", STEPS, str(pylate_model), path, json.dumps(late(pylate_model, repetitions=4)), json.dumps(QUERIES)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    try:
+        expected = json.loads(saver.stdout.readline())
+        previous, changed, steps = expected["previous"], expected["changed"], expected["steps"]
+        assert previous != changed and steps > 10
+        shutil.copytree(path, pristine)
+
+        models, outcomes = {}, {}
+        for step in range(1, steps + 2):
+            shutil.rmtree(path)
+            for name in os.listdir(tmp_path):
+                if name.startswith(".index.") or name.startswith("index."):
+                    shutil.rmtree(tmp_path / name)
+            shutil.copytree(pristine, path)
+
+            # Killed just before this step (the last one is not reached: a complete save)
+            saver.stdin.write(f"{step}\n")
+            saver.stdin.flush()
+            status = json.loads(saver.stdout.readline())["status"]
+            assert os.WIFSIGNALED(status) == (step <= steps), (step, status)
+
+            try:
+                loaded = Embeddings(models=models).load(path)
+            except IndexFileError as error:
+                outcomes[step] = f"refused: {error}"
+                continue
+
+            state = answers(loaded)
+            assert state in (previous, changed), f"step {step}: index is neither the previous nor the new one"
+
+            # Writes after the load land on the right rows
+            loaded.upsert([("probe", "volcano erupted pacific island", None)])
+            assert loaded.search("volcano erupted pacific island", 1)[0]["id"] == "probe", f"step {step}: new document not found by its text"
+            loaded.delete(["probe"])
+            assert answers(loaded) == state, f"step {step}: delete changed other documents"
+            loaded.close()
+            outcomes[step] = "previous" if state == previous else "changed"
+
+        # Both complete outcomes occur, the last step is the complete save
+        assert outcomes[steps + 1] == "changed" and "previous" in outcomes.values(), outcomes
+    finally:
+        saver.stdin.close()
+        saver.terminate()
+        saver.wait(timeout=30)

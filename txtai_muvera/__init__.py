@@ -19,6 +19,8 @@ EXPORTS = {
     "FDE": "fde",
     "TokenStore": "store",
     "maxsim": "maxsim",
+    "IndexFileError": "files",
+    "reindex": "folder",
 }
 
 __all__ = list(EXPORTS)
