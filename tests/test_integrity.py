@@ -132,9 +132,11 @@ def test_flipped_data_byte_policies(source, tmp_path, name):
     with pytest.raises(IndexFileError, match=f"{os.path.basename(name)}: checksum mismatch"):
         load(path, verify="load")
 
-    # verify: off checks only sizes and headers (documented): loads and searches
+    # verify: off checks only sizes and headers (documented): loads and searches, an explicit verify() still checks
     embeddings = load(path, verify="off")
     assert embeddings.search(QUERIES[0], 3)
+    with pytest.raises(IndexFileError, match="checksum mismatch"):
+        embeddings.ann.verify()
 
 
 def test_undamaged_index_verifies(source, tmp_path):

@@ -242,8 +242,9 @@ class Muvera(ANN):
             # Backends pad short result lists with negative ids
             return [[(uid, score) for uid, score in rows if uid >= 0] for rows in self.delegate.search(queries, depth)]
 
-        # Exact inner products over verified rows; deleted rows can never be candidates
-        self.verifyfdes()
+        # Exact inner products over verified rows (lazy policy); deleted rows can never be candidates
+        if self.settings["verify"] == "lazy":
+            self.verifyfdes()
         scores = torch.from_numpy(queries @ self.fdes.T)
         scores[:, torch.tensor(self.store.deleted[: scores.shape[1]])] = -torch.inf
 
@@ -729,11 +730,11 @@ def readarray(path, name, expected, shape, policy="lazy"):
         name: file name
         expected: recorded description (files.describe, optionally with a dtype)
         shape: expected shape
-        policy: checksum verification, "lazy" returns a verifier to run before the rows are first used, "load" verifies
-            now, "off" only checks size and header
+        policy: checksum verification, "load" verifies now, "lazy" and "off" only check size and header (the caller
+            runs the verifier before the rows are first searched, or on verify)
 
     Returns:
-        (read-only memory-mapped array, Verifier or None)
+        (read-only memory-mapped array, Verifier)
 
     Raises:
         IndexFileError: missing, truncated, foreign or corrupt file
@@ -751,7 +752,6 @@ def readarray(path, name, expected, shape, policy="lazy"):
     verifier = Verifier(filename, expected)
     if policy == "load":
         verifier.all()
-    verifier = verifier if policy == "lazy" else None
 
     # Zero rows cannot be memory mapped
     if not shape[0]:

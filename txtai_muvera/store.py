@@ -118,8 +118,9 @@ class TokenStore:
         self.path = None
         self.mmap = False
 
-        # Lazy checksum verifiers of the memory-mapped base tokens and scales, and the metadata last saved or loaded
-        self._verifiers, self._config = [], None
+        # Checksum verifiers of the memory-mapped base tokens and scales, whether reads verify their blocks (lazy
+        # policy), and the metadata last saved or loaded
+        self._verifiers, self._lazy, self._config = [], False, None
 
         # Base tokens (memory-mapped file after load) and in-memory tail with capacity doubling
         self._base, self._basescales = self._empty(0)
@@ -337,7 +338,7 @@ class TokenStore:
         index = np.arange(offsets[-1], dtype=np.int64) + np.repeat(starts - offsets[:-1], lengths)
 
         # Blocks of the memory-mapped files read for the first time are checksummed before their data is used
-        for verifier, start, rowbytes in self._verifiers:
+        for verifier, start, rowbytes in self._verifiers if self._lazy else []:
             ends = np.minimum(starts + lengths, len(self._base))
             verifier.ranges(start + starts * rowbytes, start + ends * rowbytes)
 
@@ -425,7 +426,7 @@ class TokenStore:
 
         # Re-map memory-mapped stores from the new folder before releasing the old files
         if self.mmap:
-            self._base, self._basescales = self._map(path, self._config, "off")
+            self._base, self._basescales = self._map(path, self._config, "written")
             self._tail, self._tailscales = self._empty(0)
             self._tailsize = 0
             self.path = path
@@ -448,7 +449,7 @@ class TokenStore:
             path: store folder
             mmap: memory map tokens (default), False reads them into memory (and verifies them)
             verify: "lazy" checksums each block of the memory-mapped files the first time it is read (default), "load"
-                checksums them all now, "off" checks only their sizes and headers (see verify())
+                checksums them all now, "off" checks only their sizes and headers until verify() or a save
 
         Returns:
             TokenStore
@@ -702,7 +703,7 @@ class TokenStore:
         Args:
             path: store folder
             config: metadata
-            verify: checksum policy, see load
+            verify: checksum policy, see load, or "written" for files this store just wrote
             mmap: memory map when True, read into memory otherwise
 
         Returns:
@@ -711,6 +712,8 @@ class TokenStore:
 
         tokens, dimension = config["tokens"], config["dimension"]
         arrays, self._verifiers = [], []
+        if verify != "written":
+            self._lazy = verify == "lazy"
         for name, dtype, shape in [("tokens.npy", np.dtype(config["dtype"]), (tokens, dimension)), ("scales.npy", np.dtype(np.float32), (tokens,))]:
             if name == "scales.npy" and config["dtype"] != "int8":
                 arrays.append(None)
@@ -721,9 +724,11 @@ class TokenStore:
             size = TokenStore._size(path, config, name)
             start = npyheader(filename, size, dtype, shape, StoreError, path)
             verifier = Verifier(filename, config["files"][name], StoreError)
-            if verify == "load":
+            if verify == "load" or not mmap:
                 verifier.all()
-            elif verify == "lazy":
+            elif verify == "written":
+                verifier.checked[:] = True
+            if mmap:
                 self._verifiers.append((verifier, start, dtype.itemsize * int(np.prod(shape[1:]))))
 
             array = np.memmap(filename, dtype=dtype, mode="r", offset=start, shape=shape) if tokens else np.zeros(shape, dtype=dtype)
