@@ -69,7 +69,8 @@ def run(size, folder, rounds, count):
             encoded = []
             for matrix in matrices:
                 tokens, offsets = pack([matrix])
-                encoded.append(LateArray(fde(tokens, offsets, "query"), tokens=tokens, offsets=offsets, fingerprint=ann.fingerprint, encoding=ann.encoding))
+                rows = fde(tokens, offsets, "query")
+                encoded.append(LateArray(rows, tokens=tokens, offsets=offsets, fingerprint=ann.fingerprint, encoding=ann.encoding))
 
             latencies = []
             for batch in encoded:

@@ -215,7 +215,8 @@ state = {"count": 0, "kill": None}
 def writes(event, args):
     if event == "open":
         mode, flags = args[1], args[2]
-        return (isinstance(mode, str) and any(c in mode for c in "wax+")) or (isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        writing = isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+        return (isinstance(mode, str) and any(c in mode for c in "wax+")) or writing
     return event in EVENTS
 
 def hook(event, args):

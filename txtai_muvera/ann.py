@@ -300,7 +300,8 @@ class Muvera(ANN):
                 verify(os.path.join(path, name), files[name], path, IndexFileError, "muvera.json")
             delegate = self.loaddelegate(path, metadata["delegate"])
         else:
-            fdes, verifier = readarray(path, "fde.npy", files.get("fde.npy"), (metadata["documents"], metadata["dimensions"]), self.settings["verify"])
+            shape = (metadata["documents"], metadata["dimensions"])
+            fdes, verifier = readarray(path, "fde.npy", files.get("fde.npy"), shape, self.settings["verify"])
 
         # Consistency with txtai's files: index identity, documents and offset
         offset = self.consistent(path, metadata, store)
@@ -332,11 +333,15 @@ class Muvera(ANN):
         name, rows = os.path.join(path, "muvera.json"), len(store)
         block = self.config.get("muvera") if isinstance(self.config.get("muvera"), dict) else {}
         if block.get("index") and metadata.get("index") != block["index"]:
-            raise IndexFileError(f"{name}: belongs to another index than config.json (index {metadata.get('index')}, config.json names {block['index']})")
+            raise IndexFileError(
+                f"{name}: belongs to another index than config.json (index {metadata.get('index')}, config.json names {block['index']})"
+            )
 
         offset = self.config.get("offset", rows)
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < rows:
-            raise IndexFileError(f"{name}: {rows} rows, but config.json offset is {offset!r}: the folder is newer than config.json or from another index")
+            raise IndexFileError(
+                f"{name}: {rows} rows, but config.json offset is {offset!r}: the folder is newer than config.json or from another index"
+            )
 
         # Rows txtai refers to must be exactly the live rows
         referenced = indexids(os.path.dirname(path), self.config) if os.path.basename(path) == "embeddings" else None
@@ -362,7 +367,8 @@ class Muvera(ANN):
         """
 
         count = offset - len(self.store)
-        logger.warning("config.json offset %d is ahead of the %d index rows (interrupted save): padding with %d deleted rows", offset, len(self.store), count)
+        message = "config.json offset %d is ahead of the %d index rows (interrupted save): padding with %d deleted rows"
+        logger.warning(message, offset, len(self.store), count)
 
         self.store.append(np.zeros((0, self.store.dimension), dtype=np.float32), np.zeros(count + 1, dtype=np.int64))
         self.store.delete(list(range(offset - count, offset)))
@@ -510,13 +516,16 @@ class Muvera(ANN):
         if changed:
             built = ", ".join(f"{k}={saved[k]!r}" for k in changed)
             asked = ", ".join(f"{k}={self.params[k]!r}" for k in changed)
-            raise IndexFileError(f"{name}: this index was built with FDE parameters {built}, the config asks for {asked}: load it without changing them")
+            raise IndexFileError(
+                f"{name}: this index was built with FDE parameters {built}, the config asks for {asked}: load it without changing them"
+            )
 
         # Saved parameters must be ones the encoding accepts, checked here rather than when txtai builds the vectors model
         try:
             resolve({"encoding": self.settings["encoding"], **saved})
         except ValueError as error:
-            raise IndexFileError(f"{name}: records encoding parameters the {self.settings['encoding']!r} encoding does not accept ({error})") from error
+            encoding = self.settings["encoding"]
+            raise IndexFileError(f"{name}: records encoding parameters the {encoding!r} encoding does not accept ({error})") from error
 
         block = self.config.get("muvera")
         block = dict(block) if isinstance(block, dict) else {}

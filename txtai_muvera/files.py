@@ -251,9 +251,11 @@ def checkdescription(filename, expected, error, metadata):
         metadata: name of the metadata file, for messages
     """
 
-    valid = isinstance(expected, dict) and all(isinstance(expected.get(key), int) and not isinstance(expected.get(key), bool) for key in ("bytes", "block"))
+    # Integer size and block length, one checksum string per block
+    valid = isinstance(expected, dict) and all(type(expected.get(key)) is int for key in ("bytes", "block"))
     valid = valid and expected["bytes"] >= 0 and expected["block"] > 0 and isinstance(expected.get("crc32"), list)
-    if not valid or len(expected["crc32"]) != -(-expected["bytes"] // expected["block"]) or not all(isinstance(x, str) for x in expected["crc32"]):
+    valid = valid and len(expected["crc32"]) == -(-expected["bytes"] // expected["block"])
+    if not valid or not all(isinstance(x, str) for x in expected["crc32"]):
         raise error(f"{filename}: not described in {metadata}")
 
 
