@@ -349,3 +349,23 @@ def test_documents_behind_index_refused(source, tmp_path):
     os.remove(os.path.join(path, "documents"))
     with pytest.raises(IndexFileError, match="documents: missing"):
         load(path)
+
+
+def test_content_disabled_ids_checked(pylate_model, tmp_path):
+    # txtai's ids file (content disabled) must refer to exactly the live rows: an ids file of an older save is refused
+    from txtai.serialize import SerializeFactory
+
+    config = late(pylate_model, repetitions=4)
+    config["content"] = False
+    embeddings = Embeddings(config)
+    embeddings.index([(f"id{x}", text, None) for x, text in enumerate(TEXTS)])
+    path = str(tmp_path / "index")
+    embeddings.save(path)
+    assert Embeddings().load(path).count() == len(TEXTS)
+
+    serializer = SerializeFactory.create()
+    ids = serializer.load(os.path.join(path, "ids"))
+    ids[4] = None
+    serializer.save(ids, os.path.join(path, "ids"))
+    with pytest.raises(IndexFileError, match="txtai's documents do not match the index rows"):
+        Embeddings().load(path)

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from txtai.ann import ANN, ANNFactory
+from txtai.serialize import SerializeFactory
 
 from . import plugins
 from .array import LateArray
-from .files import IndexFileError, Verifier, checksize, describe, filesize, npyheader, readjson, verify, writejson
+from .files import IndexFileError, Verifier, checksize, describe, filesize, npyheader, openfile, readjson, verify, writejson
 from .folder import indexids, recover, replace
 from .maxsim import maxsim
 from .settings import resolve
@@ -343,8 +344,10 @@ class Muvera(ANN):
                 f"{name}: {rows} rows, but config.json offset is {offset!r}: the folder is newer than config.json or from another index"
             )
 
-        # Rows txtai refers to must be exactly the live rows
-        referenced = indexids(os.path.dirname(path), self.config) if os.path.basename(path) == "embeddings" else None
+        # Rows txtai refers to (its documents database, or its ids file when content is disabled) must be the live rows
+        root, referenced = os.path.dirname(path), None
+        if os.path.basename(path) == "embeddings":
+            referenced = indexids(root, self.config) if self.config.get("content") else idsfile(root, self.config)
         if referenced is not None:
             live = np.flatnonzero(~np.asarray(store.deleted))
             if len(referenced) != len(live) or not np.array_equal(np.sort(referenced), live):
@@ -639,6 +642,37 @@ def dequantize(tokens, scales):
 
     tokens = np.asarray(tokens, dtype=np.float32)
     return tokens * scales[:, None] if scales is not None else tokens
+
+
+def idsfile(root, config):
+    """
+    Reads the live row ids of txtai's ids file (content disabled): position i holds row i's id, None once deleted.
+
+    Args:
+        root: txtai index folder
+        config: txtai embeddings config
+
+    Returns:
+        int64 array of live row ids, or None when there is no ids file to check
+    """
+
+    name = os.path.join(root, "ids")
+    if "ids" in config or not os.path.lexists(name):
+        return None
+
+    # A regular file inside the folder, read with txtai's MessagePack serializer (never its pickle fallback)
+    try:
+        with openfile(name, root) as handle:
+            ids = SerializeFactory.create().loadstream(handle)
+    except IndexFileError:
+        raise
+    except Exception as error:  # pylint: disable=W0718
+        raise IndexFileError(f"{name}: unreadable txtai ids file ({type(error).__name__}: {error})") from error
+
+    if not isinstance(ids, list):
+        raise IndexFileError(f"{name}: not a txtai ids list")
+
+    return np.array([x for x, uid in enumerate(ids) if uid is not None], dtype=np.int64)
 
 
 def readmetadata(path):
