@@ -251,7 +251,6 @@ def test_fuzz_loaders_subset(indexes, tmp_path):
     assert outcomes["refused"] > 0
 
 
-@pytest.mark.slow
 def test_fuzz_loaders_500(indexes, tmp_path):
     # At least 500 mutations: zero silent wrong answers, zero hangs, zero exceptions other than IndexFileError
     outcomes, failures = run(indexes, tmp_path, 560, 2)
