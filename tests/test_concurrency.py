@@ -13,7 +13,8 @@ import pytest
 from txtai import Embeddings
 
 from txtai_muvera import plugins
-from txtai_muvera.ann import Muvera, ReadWriteLock
+from txtai_muvera.ann import Muvera
+from txtai_muvera.lock import ReadWriteLock
 from txtai_muvera.array import LateArray
 from txtai_muvera.core.ragged import pack
 
@@ -226,3 +227,45 @@ def test_ann_methods_take_the_lock(tmp_path):
                 assert not finished.wait(0.2), f"a {blocked} call ran while the lock was held for {held}"
             assert finished.wait(30)
             thread.join()
+
+
+def test_mixed_category_encoding_threads(pylate_model):
+    # Queries (padded to query_length with [MASK]) and documents (padded to the longest, truncated at document_length)
+    # encoded at the same time from several threads: every matrix equals the single-threaded encoding. A fast tokenizer
+    # keeps padding and truncation as state set per call, so without the encoder's tokenizer lock this mixes them up.
+    from txtai_muvera.core.encoder import LateEncoder
+
+    from helpers import TEXTS
+
+    encoder = LateEncoder(str(pylate_model), gpu=False, batchsize=4)
+    documents = [text * (1 + x % 4) for x, text in enumerate(TEXTS)]
+    queries = [text.split()[0] + " " + text.split()[-1] for text in TEXTS]
+    expected = {"query": encoder.encode(queries, "query"), "data": encoder.encode(documents, "data")}
+
+    failures, rounds = [], 25
+
+    def work(x):
+        generator = np.random.default_rng(x)
+        for _ in range(rounds):
+            category = "query" if generator.random() < 0.5 else "data"
+            texts = queries if category == "query" else documents
+            try:
+                for y, matrix in enumerate(encoder.encode(texts, category)):
+                    if matrix.shape != expected[category][y].shape or not np.allclose(matrix, expected[category][y], atol=1e-5):
+                        failures.append(f"thread {x}: {category} {y} shape {matrix.shape}, expected {expected[category][y].shape}")
+            except Exception as error:  # pylint: disable=W0703
+                failures.append(f"thread {x}: {type(error).__name__}: {error}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=work, args=(x,)) for x in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+            assert not thread.is_alive(), "an encoding thread hangs"
+    finally:
+        sys.setswitchinterval(interval)
+
+    assert not failures, failures[:5]

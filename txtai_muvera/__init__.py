@@ -19,6 +19,8 @@ EXPORTS = {
     "FDE": "core.fde",
     "TokenStore": "core.store",
     "maxsim": "core.maxsim",
+    "IndexFileError": "core.files",
+    "reindex": "indexfolder",
 }
 
 __all__ = list(EXPORTS)

@@ -2,101 +2,33 @@
 ANN module
 """
 
-import json
+import logging
 import os
-import threading
-
-from contextlib import contextmanager
+import uuid
 
 import numpy as np
 import torch
 
 from txtai.ann import ANN, ANNFactory
+from txtai.serialize import SerializeFactory
 
 from . import plugins
 from .array import LateArray
-from .core.files import checksize, npyheader, sha256
+from .core.files import IndexFileError, Verifier, checksize, describe, filesize, npyheader, openfile, readjson, verify, writejson
 from .core.folder import recover, replace
 from .core.maxsim import maxsim
+from .indexfolder import indexids
+from .lock import ReadWriteLock
 from .settings import resolve
 
 # Metadata file format of a saved Muvera index folder
-FORMAT, VERSION = "txtai-muvera-index", 2
+FORMAT, VERSION = "txtai-muvera-index", 3
 
-# Largest muvera.json read: real metadata is a few kilobytes, anything bigger is not ours
-METADATA = 1 << 20
+# Logging configuration
+logger = logging.getLogger(__name__)
 
-
-class IndexFileError(ValueError):
-    """
-    Raised when a saved Muvera index folder is missing, foreign, corrupt or truncated. The message names the file and the problem.
-    """
-
-
-class ReadWriteLock:
-    """
-    Many readers or one writer. A waiting writer blocks new readers, so a steady stream of searches cannot starve an upsert.
-    The writing thread may also read (a write that calls a read method does not deadlock).
-    """
-
-    def __init__(self):
-        self.condition = threading.Condition(threading.Lock())
-        self.readers, self.writer, self.waiting = 0, None, 0
-
-    @contextmanager
-    def read(self):
-        """
-        Holds the lock shared while the block runs.
-        """
-
-        me = threading.get_ident()
-        with self.condition:
-            # The writer already holds the lock exclusively
-            reentrant = self.writer == me
-            if not reentrant:
-                while self.writer is not None or self.waiting:
-                    self.condition.wait()
-                self.readers += 1
-
-        if reentrant:
-            yield
-            return
-
-        try:
-            yield
-        finally:
-            with self.condition:
-                self.readers -= 1
-                if not self.readers:
-                    self.condition.notify_all()
-
-    @contextmanager
-    def write(self):
-        """
-        Holds the lock exclusively while the block runs.
-        """
-
-        me = threading.get_ident()
-        with self.condition:
-            # Re-entrant for the writing thread
-            reentrant = self.writer == me
-            if not reentrant:
-                self.waiting += 1
-                while self.writer is not None or self.readers:
-                    self.condition.wait()
-                self.waiting -= 1
-                self.writer = me
-
-        if reentrant:
-            yield
-            return
-
-        try:
-            yield
-        finally:
-            with self.condition:
-                self.writer = None
-                self.condition.notify_all()
+# Exported here too: the error every load problem raises
+__all__ = ["IndexFileError", "Muvera", "ReadWriteLock"]
 
 
 class Muvera(ANN):
@@ -119,6 +51,9 @@ class Muvera(ANN):
         self.fdes, self.delegate, self.store = None, None, None
         self.fingerprint, self.encoding = None, None
 
+        # Checksum verifier of memory-mapped FDE rows not verified yet (see the verify setting)
+        self.verifier = None
+
         # Searches share the index, writes take it exclusively
         self.lock = ReadWriteLock()
 
@@ -130,7 +65,7 @@ class Muvera(ANN):
 
         with self.lock.write():
             self.fingerprint, self.encoding = getattr(embeddings, "fingerprint", None), getattr(embeddings, "encoding", None)
-            self.store, self.fdes, self.delegate = store, None, None
+            self.store, self.fdes, self.delegate, self.verifier = store, None, None, None
 
             # Record the encoding parameters and model fingerprint with the index: the same encoder is rebuilt on load
             # even if defaults change, and a different model is refused before it writes anything (see LateVectors)
@@ -140,6 +75,9 @@ class Muvera(ANN):
                 block.update({k: v for k, v in self.encoding.items() if k != "dimension"})
             if self.fingerprint:
                 block["fingerprint"] = self.fingerprint
+
+            # Identity of this index, recorded in txtai's config.json and in muvera.json: files of another index are refused
+            block["index"] = uuid.uuid4().hex
             self.config["muvera"] = block
 
             # FDE candidate index
@@ -171,6 +109,7 @@ class Muvera(ANN):
             if self.delegate:
                 self.delegate.append(fdes)
             else:
+                self.verifyfdes()
                 self.fdes = np.concatenate((self.fdes, fdes))
 
             self.config["offset"] += fdes.shape[0]
@@ -237,7 +176,9 @@ class Muvera(ANN):
             # Backends pad short result lists with negative ids
             return [[(uid, score) for uid, score in rows if uid >= 0] for rows in self.delegate.search(queries, depth)]
 
-        # Exact inner products; deleted rows can never be candidates
+        # Exact inner products over verified rows (lazy policy); deleted rows can never be candidates
+        if self.settings["verify"] == "lazy":
+            self.verifyfdes()
         scores = torch.from_numpy(queries @ self.fdes.T)
         scores[:, torch.tensor(self.store.deleted[: scores.shape[1]])] = -torch.inf
 
@@ -252,54 +193,171 @@ class Muvera(ANN):
 
     def load(self, path):
         with self.lock.write():
-            # Metadata first: a foreign or corrupt folder fails with a clear error before any array is read
-            path = recover(path)
-            metadata = readmetadata(path)
-            files = metadata["files"]
+            # Every problem with the saved files is an IndexFileError naming the file, whatever raised it
+            try:
+                self.loadfolder(recover(path))
+            except IndexFileError:
+                raise
+            except Exception as error:  # pylint: disable=W0718
+                raise IndexFileError(f"{path}: cannot be loaded ({type(error).__name__}: {error})") from error
 
-            # The config must ask for the FDE parameters and model the index was built with
-            self.configure(metadata)
+    def loadfolder(self, path):
+        """
+        Loads a saved Muvera folder: metadata first (a foreign or corrupt folder fails before any array is read), then
+        the token store and the FDE rows, each checked against muvera.json, then the folder is checked against txtai's
+        config.json offset and documents.
 
-            # Token store: the store validates its own folder
-            store = plugins.lookup("stores", self.settings["store"]).load(os.path.join(path, "tokens"))
-            if len(store) != metadata["documents"]:
-                raise IndexFileError(f"{path}: token store holds {len(store)} documents, muvera.json records {metadata['documents']}")
+        Args:
+            path: index folder
+        """
 
-            fdes, delegate = None, None
-            if metadata["delegate"]:
-                # Delegated backends parse their files in native code: every file they read is checksummed first
-                self.checkdelegate(path, metadata["delegate"])
-                names = listing(path, "fde")
-                if not names or names != sorted(name for name in files if name == "fde" or name.startswith("fde/")):
-                    raise IndexFileError(f"{path}: delegated FDE index files {names} do not match muvera.json")
-                for name in names:
-                    verify(path, name, files[name], checksum=True)
-                delegate = self.loaddelegate(path, metadata["delegate"])
-            else:
-                fdes = readarray(path, "fde.npy", files.get("fde.npy"), (metadata["documents"], metadata["dimensions"]))
+        metadata = readmetadata(path)
+        files = metadata["files"]
 
-            self.store, self.fdes, self.delegate = store, fdes, delegate
-            self.fingerprint, self.encoding = metadata["fingerprint"], metadata["encoding"]
+        # The config must ask for the FDE parameters and model the index was built with
+        self.configure(metadata, os.path.join(path, "muvera.json"))
 
-            # txtai restores the offset from its config.json; an ANN loaded on its own starts from the stored rows
-            self.config.setdefault("offset", len(store))
+        # Token store: bound to this muvera.json by its sealed store.json, then the store validates its own folder
+        verify(os.path.join(path, "tokens", "store.json"), files.get("tokens/store.json"), path, IndexFileError, "muvera.json")
+        store = plugins.lookup("stores", self.settings["store"]).load(os.path.join(path, "tokens"), verify=self.settings["verify"])
+        if len(store) != metadata["documents"]:
+            raise IndexFileError(f"{path}: token store holds {len(store)} documents, muvera.json records {metadata['documents']}")
+
+        fdes, delegate, verifier = None, None, None
+        if metadata["delegate"]:
+            # Delegated backends parse their files in native code: every file they read is checksummed first
+            self.checkdelegate(path, metadata["delegate"])
+            names = listing(path, "fde")
+            if not names or names != sorted(name for name in files if name == "fde" or name.startswith("fde/")):
+                raise IndexFileError(f"{path}: delegated FDE index files {names} do not match muvera.json")
+            for name in names:
+                verify(os.path.join(path, name), files[name], path, IndexFileError, "muvera.json")
+            delegate = self.loaddelegate(path, metadata["delegate"])
+        else:
+            shape = (metadata["documents"], metadata["dimensions"])
+            fdes, verifier = readarray(path, "fde.npy", files.get("fde.npy"), shape, self.settings["verify"])
+
+        # Consistency with txtai's files: index identity, documents and offset
+        offset = self.consistent(path, metadata, store)
+
+        self.store, self.fdes, self.delegate, self.verifier = store, fdes, delegate, verifier
+        self.fingerprint, self.encoding = metadata["fingerprint"], metadata["encoding"]
+
+        # txtai restores the offset from its config.json; an ANN loaded on its own starts from the stored rows
+        if offset > len(store):
+            self.pad(offset)
+        self.config["offset"] = offset
+
+    def consistent(self, path, metadata, store):
+        """
+        Checks a loaded folder against txtai's files: the index identity in config.json, the offset txtai numbers new
+        rows from, and the rows txtai's documents database (or ids file) refers to. txtai's Embeddings.save writes
+        config.json, then this folder, then its database: a crash leaves config.json ahead of this folder (repaired by
+        padding, see pad), or this folder ahead of the database (refused).
+
+        Args:
+            path: Muvera index folder
+            metadata: muvera.json
+            store: loaded token store
+
+        Returns:
+            txtai's offset
+        """
+
+        name, rows = os.path.join(path, "muvera.json"), len(store)
+        block = self.config.get("muvera") if isinstance(self.config.get("muvera"), dict) else {}
+        if block.get("index") and metadata.get("index") != block["index"]:
+            raise IndexFileError(
+                f"{name}: belongs to another index than config.json (index {metadata.get('index')}, config.json names {block['index']})"
+            )
+
+        offset = self.config.get("offset", rows)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < rows:
+            raise IndexFileError(
+                f"{name}: {rows} rows, but config.json offset is {offset!r}: the folder is newer than config.json or from another index"
+            )
+
+        # Rows txtai refers to (its documents database, or its ids file when content is disabled) must be the live rows
+        root, referenced = os.path.dirname(path), None
+        if os.path.basename(path) == "embeddings":
+            referenced = indexids(root, self.config) if self.config.get("content") else idsfile(root, self.config)
+        if referenced is not None:
+            live = np.flatnonzero(~np.asarray(store.deleted))
+            if len(referenced) != len(live) or not np.array_equal(np.sort(referenced), live):
+                extra = np.setdiff1d(referenced, live)[:5].tolist()
+                missing = np.setdiff1d(live, referenced)[:5].tolist()
+                raise IndexFileError(
+                    f"{name}: txtai's documents do not match the index rows (rows only in the documents: {extra}, only in the index: {missing}): "
+                    "an interrupted save left the folder inconsistent, restore a backup or rebuild"
+                )
+
+        return offset
+
+    def pad(self, offset):
+        """
+        Pads the index with deleted, empty rows up to txtai's offset. Safe because txtai refers to none of these rows
+        (checked in consistent): new rows get the ids txtai will give them.
+
+        Args:
+            offset: txtai's offset
+        """
+
+        count = offset - len(self.store)
+        message = "config.json offset %d is ahead of the %d index rows (interrupted save): padding with %d deleted rows"
+        logger.warning(message, offset, len(self.store), count)
+
+        self.store.append(np.zeros((0, self.store.dimension), dtype=np.float32), np.zeros(count + 1, dtype=np.int64))
+        self.store.delete(list(range(offset - count, offset)))
+        zeros = np.zeros((count, self.dimensions()), dtype=np.float32)
+        if self.delegate:
+            self.delegate.append(zeros)
+            self.delegate.delete(list(range(offset - count, offset)))
+        else:
+            self.verifyfdes()
+            self.fdes = np.concatenate((self.fdes, zeros))
+
+    def verify(self):
+        """
+        Checksums every stored block not verified yet: the token store's memory-mapped files and the FDE rows.
+
+        Raises:
+            IndexFileError: a block does not match its recorded checksum
+        """
+
+        with self.lock.read():
+            if self.store is not None and hasattr(self.store, "verify"):
+                self.store.verify()
+            self.verifyfdes()
+
+    def verifyfdes(self):
+        """
+        Checksums the memory-mapped FDE rows once, before they are first searched or copied.
+        """
+
+        verifier = self.verifier
+        if verifier is not None:
+            verifier.all()
+            self.verifier = None
 
     def save(self, path):
         # Write a complete folder aside, then swap it in: a crash mid-save leaves the previous index loadable
         def write(folder):
             files = {}
             self.store.save(os.path.join(folder, "tokens"))
+            files["tokens/store.json"] = describe(os.path.join(folder, "tokens", "store.json"))
             if self.delegate:
                 self.delegate.save(os.path.join(folder, "fde"))
                 for name in listing(folder, "fde"):
-                    files[name] = describe(folder, name, checksum=True)
+                    files[name] = describe(os.path.join(folder, name))
             else:
+                self.verifyfdes()
                 np.save(os.path.join(folder, "fde.npy"), np.asarray(self.fdes), allow_pickle=False)
-                files["fde.npy"] = describe(folder, "fde.npy")
+                files["fde.npy"] = describe(os.path.join(folder, "fde.npy"))
 
             metadata = {
                 "format": FORMAT,
                 "version": VERSION,
+                "index": (self.config.get("muvera") or {}).get("index"),
                 "fingerprint": self.fingerprint,
                 "encoding": self.encoding,
                 "documents": len(self.store),
@@ -307,8 +365,7 @@ class Muvera(ANN):
                 "delegate": self.delegate.config if self.delegate else None,
                 "files": files,
             }
-            with open(os.path.join(folder, "muvera.json"), "w", encoding="utf-8") as f:
-                json.dump(metadata, f, indent=2)
+            writejson(os.path.join(folder, "muvera.json"), metadata)
 
         # Exclusive: a memory-mapped store re-maps its saved files while saving
         with self.lock.write():
@@ -316,7 +373,7 @@ class Muvera(ANN):
 
     def close(self):
         with self.lock.write():
-            self.fdes, self.delegate, self.store = None, None, None
+            self.fdes, self.delegate, self.store, self.verifier = None, None, None, None
             super().close()
 
     def check(self, embeddings):
@@ -375,13 +432,14 @@ class Muvera(ANN):
 
         return fdes
 
-    def configure(self, metadata):
+    def configure(self, metadata, name):
         """
         Checks the config's FDE parameters against the ones the index was built with and fills in the rest, so the
         vectors model built after this load encodes like the index.
 
         Args:
             metadata: index metadata
+            name: metadata file, for messages
         """
 
         # Parameters added to the encoding after this index was built take the values it was built with
@@ -394,7 +452,16 @@ class Muvera(ANN):
         if changed:
             built = ", ".join(f"{k}={saved[k]!r}" for k in changed)
             asked = ", ".join(f"{k}={self.params[k]!r}" for k in changed)
-            raise ValueError(f"this index was built with FDE parameters {built}, the config asks for {asked}: load it without changing them")
+            raise IndexFileError(
+                f"{name}: this index was built with FDE parameters {built}, the config asks for {asked}: load it without changing them"
+            )
+
+        # Saved parameters must be ones the encoding accepts, checked here rather than when txtai builds the vectors model
+        try:
+            resolve({"encoding": self.settings["encoding"], **saved})
+        except ValueError as error:
+            encoding = self.settings["encoding"]
+            raise IndexFileError(f"{name}: records encoding parameters the {encoding!r} encoding does not accept ({error})") from error
 
         block = self.config.get("muvera")
         block = dict(block) if isinstance(block, dict) else {}
@@ -510,6 +577,37 @@ def dequantize(tokens, scales):
     return tokens * scales[:, None] if scales is not None else tokens
 
 
+def idsfile(root, config):
+    """
+    Reads the live row ids of txtai's ids file (content disabled): position i holds row i's id, None once deleted.
+
+    Args:
+        root: txtai index folder
+        config: txtai embeddings config
+
+    Returns:
+        int64 array of live row ids, or None when there is no ids file to check
+    """
+
+    name = os.path.join(root, "ids")
+    if "ids" in config or not os.path.lexists(name):
+        return None
+
+    # A regular file inside the folder, read with txtai's MessagePack serializer (never its pickle fallback)
+    try:
+        with openfile(name, root) as handle:
+            ids = SerializeFactory.create().loadstream(handle)
+    except IndexFileError:
+        raise
+    except Exception as error:  # pylint: disable=W0718
+        raise IndexFileError(f"{name}: unreadable txtai ids file ({type(error).__name__}: {error})") from error
+
+    if not isinstance(ids, list):
+        raise IndexFileError(f"{name}: not a txtai ids list")
+
+    return np.array([x for x, uid in enumerate(ids) if uid is not None], dtype=np.int64)
+
+
 def readmetadata(path):
     """
     Reads and validates the metadata of a saved Muvera index folder.
@@ -525,27 +623,23 @@ def readmetadata(path):
     """
 
     name = os.path.join(path, "muvera.json")
-    try:
-        if os.path.getsize(name) > METADATA:
-            raise IndexFileError(f"{name} is {os.path.getsize(name)} bytes, too large to be txtai-muvera metadata")
-        with open(name, "rb") as f:
-            metadata = json.loads(f.read().decode("utf-8"))
-    except FileNotFoundError as e:
-        raise IndexFileError(f"{path} is not a txtai-muvera index: {name} is missing") from e
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        if isinstance(e, IndexFileError):
-            raise
-        raise IndexFileError(f"{name} is corrupt: {e}") from e
+    if not os.path.lexists(name):
+        raise IndexFileError(f"{path} is not a txtai-muvera index: {name} is missing")
 
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise IndexFileError(f"{name} is not a txtai-muvera index file")
-    if metadata.get("version") != VERSION:
-        raise IndexFileError(f"{name} has format version {metadata.get('version')!r}, this txtai-muvera reads version {VERSION}")
+    def check(metadata):
+        if metadata.get("format") != FORMAT:
+            raise IndexFileError(f"{name} is not a txtai-muvera index file")
+        if metadata.get("version") != VERSION:
+            raise IndexFileError(f"{name} has format version {metadata.get('version')!r}, this txtai-muvera reads version {VERSION}")
+
+    # Bounded, regular file inside the folder, format and version, then its seal
+    metadata = readjson(name, path, IndexFileError, check)
 
     # Field types: everything later code relies on
     problems = []
-    if not (metadata.get("fingerprint") is None or isinstance(metadata["fingerprint"], str)):
-        problems.append("fingerprint")
+    for key in ("fingerprint", "index"):
+        if not (metadata.get(key) is None or isinstance(metadata[key], str)):
+            problems.append(key)
     encoding = metadata.get("encoding")
     if not (encoding is None or (isinstance(encoding, dict) and all(isinstance(v, (int, float, bool, str, type(None))) for v in encoding.values()))):
         problems.append("encoding")
@@ -592,84 +686,51 @@ def listing(folder, name):
     """
 
     target = os.path.join(folder, name)
-    if os.path.isfile(target):
-        return [name]
+    if not os.path.isdir(target) or os.path.islink(target):
+        return [name] if os.path.lexists(target) else []
 
     names = []
-    for root, _, files in os.walk(target):
-        names.extend(os.path.relpath(os.path.join(root, f), folder) for f in files)
+    for root, folders, files in os.walk(target):
+        names.extend(os.path.relpath(os.path.join(root, f), folder) for f in files + [f for f in folders if os.path.islink(os.path.join(root, f))])
 
     return sorted(names)
 
 
-def describe(folder, name, checksum=False):
+def readarray(path, name, expected, shape, policy="lazy"):
     """
-    Describes a saved file for muvera.json.
-
-    Args:
-        folder: index folder
-        name: relative file name
-        checksum: adds a sha256 of the contents
-
-    Returns:
-        dict with bytes and optionally sha256
-    """
-
-    filename = os.path.join(folder, name)
-    description = {"bytes": os.path.getsize(filename)}
-    if checksum:
-        description["sha256"] = sha256(filename)
-
-    return description
-
-
-def verify(path, name, expected, checksum=False):
-    """
-    Checks a saved file's size, and optionally its checksum, against muvera.json.
-
-    Args:
-        path: index folder
-        name: relative file name
-        expected: recorded description
-        checksum: verifies the sha256 too
-
-    Raises:
-        IndexFileError: missing, truncated or corrupt file
-    """
-
-    filename = os.path.join(path, name)
-    checksize(filename, expected, IndexFileError, "muvera.json")
-
-    if checksum and expected.get("sha256") != sha256(filename):
-        raise IndexFileError(f"{filename}: checksum mismatch, file is corrupt")
-
-
-def readarray(path, name, expected, shape):
-    """
-    Memory maps a saved float32 .npy array after checking its size, header, dtype and shape. Never unpickles.
+    Memory maps a saved .npy array after checking its size, header, dtype and shape. Never unpickles. The dtype is the
+    one recorded in its description (float32 by default).
 
     Args:
         path: index folder
         name: file name
-        expected: recorded description
+        expected: recorded description (files.describe, optionally with a dtype)
         shape: expected shape
+        policy: checksum verification, "load" verifies now, "lazy" and "off" only check size and header (the caller
+            runs the verifier before the rows are first searched, or on verify)
 
     Returns:
-        read-only memory-mapped array
+        (read-only memory-mapped array, Verifier)
 
     Raises:
         IndexFileError: missing, truncated, foreign or corrupt file
     """
 
-    verify(path, name, expected)
     filename = os.path.join(path, name)
+    size = checksize(filename, expected, path, IndexFileError, "muvera.json")
+    dtype = np.dtype(expected.get("dtype", "float32")) if expected.get("dtype", "float32") in ("float32", "float16") else None
+    if dtype is None:
+        raise IndexFileError(f"{filename}: unsupported dtype {expected.get('dtype')!r} in muvera.json")
 
     # Header only, never the data
-    start = npyheader(filename, expected["bytes"], np.float32, shape, IndexFileError)
+    start = npyheader(filename, size, dtype, shape, IndexFileError, path)
+
+    verifier = Verifier(filename, expected)
+    if policy == "load":
+        verifier.all()
 
     # Zero rows cannot be memory mapped
     if not shape[0]:
-        return np.zeros(shape, dtype=np.float32)
+        return np.zeros(shape, dtype=dtype), None
 
-    return np.memmap(filename, dtype=np.float32, mode="r", offset=start, shape=tuple(shape))
-
+    return np.memmap(filename, dtype=dtype, mode="r", offset=start, shape=tuple(shape)), verifier

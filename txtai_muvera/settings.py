@@ -27,6 +27,10 @@ DEFAULTS = {
     "progress": None,
     # Encoder model fingerprint, recorded when an index is built: a model with another fingerprint is refused
     "fingerprint": None,
+    # Identity of an index, recorded when it is built: a folder of another index is refused at load
+    "index": None,
+    # Checksums of memory-mapped files: "lazy" (each block when first read), "load" (all at load) or "off"
+    "verify": "lazy",
 }
 
 DTYPES = ("float32", "float16", "int8")
@@ -69,8 +73,11 @@ def resolve(block):
         raise ValueError(f"muvera dtype must be one of {DTYPES}, got {settings['dtype']!r}")
     if settings["reduce"] not in ("mean", "sum"):
         raise ValueError(f"muvera reduce must be 'mean' or 'sum', got {settings['reduce']!r}")
-    if not (settings["fingerprint"] is None or isinstance(settings["fingerprint"], str)):
-        raise ValueError(f"muvera fingerprint must be a string recorded by an index, got {settings['fingerprint']!r}")
+    for key in ("fingerprint", "index"):
+        if not (settings[key] is None or isinstance(settings[key], str)):
+            raise ValueError(f"muvera {key} must be a string recorded by an index, got {settings[key]!r}")
+    if settings["verify"] not in ("lazy", "load", "off"):
+        raise ValueError(f"muvera verify must be 'lazy', 'load' or 'off', got {settings['verify']!r}")
     if not (settings["progress"] is None or isinstance(settings["progress"], bool)):
         raise ValueError(f"muvera progress must be true, false or null, got {settings['progress']!r}")
     search = settings["search"]

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from txtai_muvera.core.files import canonical, crc, describe, writejson
 from txtai_muvera.core.store import StoreError, TokenStore, dequantize, quantize
 
 # Element sizes per stored dtype
@@ -406,16 +407,27 @@ def test_corrupt(tmp_path):
         data[-3] ^= 0xFF
         return data
 
+    def edit(**changes):
+        # Forged metadata: changed and sealed again, so only the checks after the seal can catch it
+        def change(data):
+            config = json.loads(bytes(data))
+            config.pop("checksum")
+            config.update(changes)
+            return json.dumps({**config, "checksum": crc(canonical(config))}).encode()
+
+        return change
+
     cases = [
         ("offsets.npy", flip, "offsets.npy: checksum mismatch"),
         ("deleted.npy", flip, "deleted.npy: checksum mismatch"),
         ("tokens.npy", lambda data: data[:-10], "tokens.npy: truncated"),
         ("scales.npy", lambda data: data[:-1], "scales.npy: truncated"),
         ("tokens.npy", lambda data: data + b"\0", "tokens.npy: larger than recorded"),
-        ("store.json", lambda data: data[:20], "not a txtai-muvera token store"),
-        ("store.json", lambda data: data.replace(b'"version": 1', b'"version": 2'), "unsupported token store version 2"),
-        ("store.json", lambda data: data.replace(b'"tokens": 7', b'"tokens": 8'), "offsets.npy: offsets must rise monotonically from 0 to 8"),
-        ("store.json", lambda data: data.replace(b'"dimension": 8', b'"dimension": 9'), r"tokens.npy: holds int8 \(7, 8\), expected int8 \(7, 9\)"),
+        ("store.json", lambda data: data[:20], "store.json is corrupt"),
+        ("store.json", lambda data: data.replace(b'"tokens": 7', b'"tokens": 8'), "store.json: checksum mismatch"),
+        ("store.json", edit(version=3), "unsupported token store version 3"),
+        ("store.json", edit(tokens=8), "offsets.npy: offsets must rise monotonically from 0 to 8"),
+        ("store.json", edit(dimension=9), r"tokens.npy: holds int8 \(7, 8\), expected int8 \(7, 9\)"),
     ]
     for name, change, message in cases:
         with pytest.raises(StoreError, match=message):
@@ -443,7 +455,7 @@ def test_foreign(tmp_path):
     with pytest.raises(StoreError, match="not a txtai-muvera token store"):
         TokenStore.load(foreign)
 
-    (foreign / "store.json").write_text(json.dumps({"format": "something-else", "version": 1}))
+    writejson(str(foreign / "store.json"), {"format": "something-else", "version": 1})
     with pytest.raises(StoreError, match="not a txtai-muvera token store"):
         TokenStore.load(foreign)
 
@@ -461,10 +473,9 @@ def test_foreign(tmp_path):
     for name in ["tokens.npy", "offsets.npy"]:
         np.save(path / name, np.array([Payload(str(marker))], dtype=object), allow_pickle=True)
         config = json.loads((path / "store.json").read_text())
-        data = (path / name).read_bytes()
-        config["files"][name]["bytes"] = len(data)
-        config["checksums"][name] = f"sha256:{hashlib.sha256(data).hexdigest()}"
-        (path / "store.json").write_text(json.dumps(config))
+        config.pop("checksum")
+        config["files"][name].update(describe(None, (path / name).read_bytes()))
+        writejson(str(path / "store.json"), config)
 
         with pytest.raises(StoreError, match=f"{name}: holds object"):
             TokenStore.load(path)

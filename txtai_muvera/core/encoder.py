@@ -7,6 +7,7 @@ import importlib
 import inspect
 import json
 import string
+import threading
 
 from pathlib import Path
 
@@ -97,6 +98,10 @@ class LateEncoder:
 
         # Inputs the transformer accepts (token_type_ids is optional)
         self.arguments = set(inspect.signature(self.model.forward).parameters)
+
+        # A fast tokenizer keeps padding and truncation as state set on each call: calls from several threads with
+        # different lengths (queries and documents) must not interleave
+        self.tokenizing = threading.Lock()
 
     def encode(self, texts, category="data", batchsize=None, progress=False):
         """
@@ -192,13 +197,14 @@ class LateEncoder:
             texts = [text.lower() for text in texts]
 
         # Leave room for the prefix marker
-        inputs = self.tokenizer(
-            texts,
-            padding="max_length" if expand else True,
-            truncation="longest_first",
-            max_length=length - 1 if prefix is not None else length,
-            return_tensors="pt",
-        )
+        with self.tokenizing:
+            inputs = self.tokenizer(
+                texts,
+                padding="max_length" if expand else True,
+                truncation="longest_first",
+                max_length=length - 1 if prefix is not None else length,
+                return_tensors="pt",
+            )
         inputs = {name: inputs[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in inputs}
 
         # Insert the marker token after the first token

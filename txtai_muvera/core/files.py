@@ -2,22 +2,271 @@
 Files module
 """
 
-import hashlib
+import json
 import os
+import stat
+import threading
+import zlib
 
 import numpy as np
 
-# Bytes read at a time when hashing a file
-BLOCK = 1 << 24
+# Largest metadata file read: real metadata is a few kilobytes, anything bigger is not ours
+METADATA = 1 << 20
+
+# Bytes per checksummed block: a memory-mapped file is verified block by block as searches first read it
+BLOCK = 1 << 22
+
+# Key of the checksum that seals a metadata file
+SEAL = "checksum"
 
 
-def checksize(filename, expected, error, metadata):
+class IndexFileError(ValueError):
     """
-    Checks that a file exists with the size its metadata records.
+    Raised when a saved index folder is missing, foreign, corrupt, truncated or inconsistent. The message names the file
+    and the problem; the original exception, if any, is its __cause__.
+    """
+
+
+def openfile(filename, root, error=IndexFileError):
+    """
+    Opens a file of an index folder for reading. Only regular files inside root are opened: a symlink that leaves root,
+    a FIFO, a device or a socket is refused before any byte is read, and opening never blocks (O_NONBLOCK, then fstat).
 
     Args:
         filename: file path
-        expected: recorded description, a dict with a "bytes" key
+        root: index folder the file must stay inside
+        error: exception class raised on a problem
+
+    Returns:
+        binary file object
+    """
+
+    real, base = os.path.realpath(filename), os.path.realpath(root)
+    if os.path.commonpath([real, base]) != base:
+        raise error(f"{filename}: leaves the index folder {root} (links to {real}), refusing to read it")
+
+    try:
+        descriptor = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as exception:
+        raise error(f"{filename}: missing") from exception
+    except OSError as exception:
+        raise error(f"{filename}: unreadable ({exception})") from exception
+
+    # Regular files only, checked on the open descriptor so the file can not be swapped in between
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise error(f"{filename}: not a regular file ({kind(mode)}), refusing to read it")
+
+    return os.fdopen(descriptor, "rb")
+
+
+def kind(mode):
+    """
+    Names the type of a file from its stat mode.
+
+    Args:
+        mode: st_mode
+
+    Returns:
+        name
+    """
+
+    for test, name in [(stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")]:
+        if test(mode):
+            return name
+
+    return "socket" if stat.S_ISSOCK(mode) else "special file"
+
+
+def filesize(filename, root, error=IndexFileError):
+    """
+    Size of a regular file inside root (see openfile), for files that are memory mapped rather than read.
+
+    Args:
+        filename: file path
+        root: index folder
+        error: exception class raised on a problem
+
+    Returns:
+        size in bytes
+    """
+
+    with openfile(filename, root, error) as handle:
+        return os.fstat(handle.fileno()).st_size
+
+
+def readbytes(filename, root, limit=METADATA, error=IndexFileError):
+    """
+    Reads a whole small file, bounded by the bytes actually read (at most limit + 1), never by the size the file claims.
+
+    Args:
+        filename: file path
+        root: index folder
+        limit: largest accepted size in bytes
+        error: exception class raised on a problem
+
+    Returns:
+        bytes
+    """
+
+    with openfile(filename, root, error) as handle:
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exception:
+            raise error(f"{filename}: unreadable ({exception})") from exception
+
+    if len(data) > limit:
+        raise error(f"{filename}: larger than {limit} bytes, too large to be txtai-muvera metadata")
+
+    return data
+
+
+def readjson(filename, root, error=IndexFileError, check=None):
+    """
+    Reads a metadata file written by writejson: bounded read, strict UTF-8 JSON object, then its seal (a CRC32 of its
+    canonical form) is checked, so a flipped byte that still parses is caught.
+
+    Args:
+        filename: file path
+        root: index folder
+        error: exception class raised on a problem
+        check: optional function called with the metadata before its seal is checked (format and version checks, so a
+            foreign file is named as such)
+
+    Returns:
+        dict without the seal
+    """
+
+    data = readbytes(filename, root, METADATA, error)
+    try:
+        metadata = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exception:
+        raise error(f"{filename} is corrupt: {type(exception).__name__}: {str(exception)[:200]}") from exception
+
+    if not isinstance(metadata, dict):
+        raise error(f"{filename} is corrupt: not a JSON object")
+
+    seal = metadata.pop(SEAL, None)
+    if check:
+        check(metadata)
+    if seal != crc(canonical(metadata)):
+        raise error(f"{filename}: checksum mismatch, file is corrupt or was edited")
+
+    return metadata
+
+
+def writejson(filename, metadata):
+    """
+    Writes a metadata file sealed with a CRC32 of its canonical form, and fsyncs it.
+
+    Args:
+        filename: file path
+        metadata: JSON serializable dict
+    """
+
+    data = {**metadata, SEAL: crc(canonical(metadata))}
+    writebytes(filename, json.dumps(data, indent=2).encode("utf-8"))
+
+
+def writebytes(filename, data):
+    """
+    Writes bytes to a file and fsyncs it.
+
+    Args:
+        filename: file path
+        data: bytes
+    """
+
+    with open(filename, "wb") as output:
+        output.write(data)
+        output.flush()
+        os.fsync(output.fileno())
+
+
+def canonical(metadata):
+    """
+    Canonical bytes of a JSON object: sorted keys, no whitespace.
+
+    Args:
+        metadata: dict
+
+    Returns:
+        bytes
+    """
+
+    return json.dumps(metadata, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def crc(data, value=0):
+    """
+    CRC32 of bytes (zlib).
+
+    Args:
+        data: bytes-like
+        value: running CRC
+
+    Returns:
+        "crc32:<8 hex digits>"
+    """
+
+    return f"crc32:{zlib.crc32(data, value):08x}"
+
+
+def describe(filename, data=None):
+    """
+    Describes a written file for its folder's metadata: size and one CRC32 per BLOCK bytes. Every file the backend
+    writes is described with this function and checked with verify or Verifier.
+
+    Args:
+        filename: file path
+        data: the file's bytes when the caller holds them (skips reading the file back)
+
+    Returns:
+        {"bytes": size, "block": BLOCK, "crc32": [hex per block]}
+    """
+
+    sums = []
+    if data is not None:
+        view = memoryview(data).cast("B")
+        sums = [f"{zlib.crc32(view[start : start + BLOCK]):08x}" for start in range(0, len(view), BLOCK)]
+        size = len(view)
+    else:
+        with open(filename, "rb") as handle:
+            for block in iter(lambda: handle.read(BLOCK), b""):
+                sums.append(f"{zlib.crc32(block):08x}")
+        size = os.path.getsize(filename)
+
+    return {"bytes": size, "block": BLOCK, "crc32": sums}
+
+
+def checkdescription(filename, expected, error, metadata):
+    """
+    Checks that a recorded file description is well formed.
+
+    Args:
+        filename: file path
+        expected: recorded description
+        error: exception class raised on a problem
+        metadata: name of the metadata file, for messages
+    """
+
+    # Integer size and block length, one checksum string per block
+    valid = isinstance(expected, dict) and all(type(expected.get(key)) is int for key in ("bytes", "block"))
+    valid = valid and expected["bytes"] >= 0 and expected["block"] > 0 and isinstance(expected.get("crc32"), list)
+    valid = valid and len(expected["crc32"]) == -(-expected["bytes"] // expected["block"])
+    if not valid or not all(isinstance(x, str) for x in expected["crc32"]):
+        raise error(f"{filename}: not described in {metadata}")
+
+
+def checksize(filename, expected, root, error=IndexFileError, metadata="metadata"):
+    """
+    Checks that a regular file exists inside root with the size its metadata records.
+
+    Args:
+        filename: file path
+        expected: recorded description (see describe)
+        root: index folder
         error: exception class raised on a problem
         metadata: name of the metadata file, for messages
 
@@ -25,16 +274,11 @@ def checksize(filename, expected, error, metadata):
         file size in bytes
 
     Raises:
-        error: file not described, missing, truncated or larger than recorded
+        error: file not described, missing, special, outside root, truncated or larger than recorded
     """
 
-    if not isinstance(expected, dict) or not isinstance(expected.get("bytes"), int):
-        raise error(f"{filename}: not described in {metadata}")
-
-    try:
-        size = os.path.getsize(filename)
-    except OSError as exception:
-        raise error(f"{filename}: missing ({exception})") from exception
+    checkdescription(filename, expected, error, metadata)
+    size = filesize(filename, root, error)
     if size != expected["bytes"]:
         problem = "truncated" if size < expected["bytes"] else "larger than recorded"
         raise error(f"{filename}: {problem}, {size} bytes on disk, {expected['bytes']} expected")
@@ -42,10 +286,109 @@ def checksize(filename, expected, error, metadata):
     return size
 
 
-def npyheader(filename, size, dtype, shape, error):
+def verify(filename, expected, root, error=IndexFileError, metadata="metadata", data=None):
+    """
+    Checks a file's size and every block checksum against its recorded description.
+
+    Args:
+        filename: file path
+        expected: recorded description (see describe)
+        root: index folder
+        error: exception class raised on a problem
+        metadata: name of the metadata file, for messages
+        data: the file's bytes when already read (bounded by the caller)
+
+    Returns:
+        file size in bytes
+    """
+
+    size = checksize(filename, expected, root, error, metadata)
+    if data is None:
+        with openfile(filename, root, error) as handle:
+            data = handle.read(size + 1)
+    if len(data) != size:
+        raise error(f"{filename}: changed while it was read")
+
+    view, block = memoryview(data).cast("B"), expected["block"]
+    for x, start in enumerate(range(0, size, block)):
+        if f"{zlib.crc32(view[start : start + block]):08x}" != expected["crc32"][x]:
+            raise error(f"{filename}: checksum mismatch in block {x} (bytes {start} to {min(start + block, size)}), file is corrupt")
+
+    return size
+
+
+class Verifier:
+    """
+    Verifies a memory-mapped file block by block, each block the first time it is read, so a large file opens without
+    being read and no search answers from an unverified block. Thread safe: two threads may verify the same block, the
+    result is the same.
+    """
+
+    def __init__(self, filename, expected, error=IndexFileError):
+        """
+        Creates a verifier for a file whose size was checked (see checksize).
+
+        Args:
+            filename: file path
+            expected: recorded description (see describe)
+            error: exception class raised on a mismatch
+        """
+
+        self.filename, self.expected, self.error = filename, expected, error
+        self.block = expected["block"]
+        self.blocks = len(expected["crc32"])
+        self.checked = np.zeros(self.blocks, dtype=bool)
+        self.raw = np.memmap(filename, dtype=np.uint8, mode="r") if expected["bytes"] else np.zeros(0, dtype=np.uint8)
+        self.lock = threading.Lock()
+
+    def ranges(self, starts, ends):
+        """
+        Verifies the blocks holding byte ranges [start, end).
+
+        Args:
+            starts: byte offsets
+            ends: byte offsets, exclusive
+        """
+
+        starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+        keep = ends > starts
+        if not keep.any():
+            return
+
+        # First and last block of each range, then every block in between for ranges longer than two blocks
+        first, last = starts[keep] // self.block, (ends[keep] - 1) // self.block
+        blocks = np.concatenate([first, last] + [np.arange(a + 1, b) for a, b in zip(first, last) if b - a > 1])
+        blocks = np.unique(blocks)
+        self.blockset(blocks[~self.checked[blocks]])
+
+    def all(self):
+        """
+        Verifies every block not verified yet.
+        """
+
+        self.blockset(np.flatnonzero(~self.checked))
+
+    def blockset(self, blocks):
+        """
+        Verifies blocks by index.
+
+        Args:
+            blocks: block indices
+        """
+
+        for x in blocks.tolist():
+            start = x * self.block
+            if f"{zlib.crc32(self.raw[start : start + self.block]):08x}" != self.expected["crc32"][x]:
+                end = min(start + self.block, self.expected["bytes"])
+                raise self.error(f"{self.filename}: checksum mismatch in block {x} (bytes {start} to {end}), file is corrupt")
+            self.checked[x] = True
+
+
+def npyheader(filename, size, dtype, shape, error=IndexFileError, root=None):
     """
     Checks a .npy file's header against the dtype and shape it must hold, without reading its data or unpickling: the
-    header is parsed as a literal and object dtypes are refused before any data is read.
+    header is parsed as a literal and object dtypes are refused before any data is read. Whatever the parser raises
+    becomes error.
 
     Args:
         filename: file path
@@ -53,6 +396,7 @@ def npyheader(filename, size, dtype, shape, error):
         dtype: expected dtype
         shape: expected shape
         error: exception class raised on a problem
+        root: index folder the file must stay inside (defaults to the file's folder)
 
     Returns:
         offset of the data in the file
@@ -62,39 +406,23 @@ def npyheader(filename, size, dtype, shape, error):
     """
 
     try:
-        with open(filename, "rb") as handle:
+        with openfile(filename, root or os.path.dirname(filename), error) as handle:
             version = np.lib.format.read_magic(handle)
             if version not in [(1, 0), (2, 0)]:
                 raise ValueError(f"unsupported .npy version {version}")
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             fshape, fortran, fdtype = reader(handle)
             start = handle.tell()
-    except (ValueError, SyntaxError, OSError) as exception:
-        raise error(f"{filename}: not a valid .npy file ({exception})") from exception
+    except error:
+        raise
+    except Exception as exception:  # pylint: disable=W0718
+        # NumPy's header parser raises ValueError, SyntaxError, tokenize.TokenError, MemoryError, RecursionError...
+        raise error(f"{filename}: not a valid .npy file ({type(exception).__name__}: {str(exception)[:200]})") from exception
 
     dtype = np.dtype(dtype)
     if fdtype != dtype or tuple(fshape) != tuple(shape) or fortran:
         raise error(f"{filename}: holds {fdtype} {tuple(fshape)}, expected {dtype} {tuple(shape)} in C order")
-    if start + dtype.itemsize * int(np.prod(shape)) != size:
+    if start + dtype.itemsize * int(np.prod(shape, dtype=object)) != size:
         raise error(f"{filename}: file size {size} does not match its header")
 
     return start
-
-
-def sha256(filename):
-    """
-    Hashes a file block by block.
-
-    Args:
-        filename: file path
-
-    Returns:
-        "sha256:<hex>"
-    """
-
-    digest = hashlib.sha256()
-    with open(filename, "rb") as handle:
-        for block in iter(lambda: handle.read(BLOCK), b""):
-            digest.update(block)
-
-    return f"sha256:{digest.hexdigest()}"

@@ -6,9 +6,6 @@ import os
 import shutil
 import tempfile
 
-# Archive suffixes txtai saves as compressed files instead of folders
-ARCHIVES = (".tar.bz2", ".tar.gz", ".tar.xz", ".zip")
-
 
 def replace(path, write):
     """
@@ -44,30 +41,6 @@ def replace(path, write):
     os.rename(staging, path)
     syncdir(parent)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def save(embeddings, path):
-    """
-    Saves a whole txtai Embeddings index folder atomically. txtai's Embeddings.save replaces config.json, the ANN folder
-    and the documents database one after another (and deletes the database file before copying it), so a crash in
-    between leaves a mix of old and new files or no database. This writes the index into a sibling folder, swaps it in
-    with renames, then re-loads the instance from its final folder (its database and memory maps pointed into the
-    sibling folder). A crash at any point leaves the previous index or the new one complete: call recover(path) before
-    loading after a crash.
-
-    Args:
-        embeddings: txtai Embeddings
-        path: index folder (not an archive file)
-
-    Returns:
-        embeddings
-    """
-
-    if os.path.isfile(path) or str(path).endswith(ARCHIVES):
-        raise ValueError(f"{path} is an archive or a file: atomic saves write index folders")
-
-    replace(path, embeddings.save)
-    return embeddings.load(path)
 
 
 def recover(path):

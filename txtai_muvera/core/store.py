@@ -2,20 +2,21 @@
 Store module
 """
 
-import hashlib
 import io
-import json
 import os
 import shutil
 
 import numpy as np
 
-from .files import checksize, npyheader
+from .files import IndexFileError, Verifier, checksize, describe, npyheader, openfile, readbytes, readjson, verify, writebytes, writejson
 from .ragged import pack
 
 # Token store folder format
 FORMAT = "txtai-muvera-tokenstore"
-VERSION = 1
+VERSION = 2
+
+# Checksum verification policies of the memory-mapped arrays: each block when first read, all at load, or none
+VERIFY = ("lazy", "load", "off")
 
 # Stored token dtypes and their bytes per element
 DTYPES = {"float32": 4, "float16": 2, "int8": 1}
@@ -24,7 +25,7 @@ DTYPES = {"float32": 4, "float16": 2, "int8": 1}
 BLOCK = 1 << 26
 
 
-class StoreError(ValueError):
+class StoreError(IndexFileError):
     """
     Raised when a token store folder is missing, foreign, corrupt or truncated. The message names the file and the problem.
     """
@@ -116,6 +117,10 @@ class TokenStore:
         # Folder the base is memory mapped from (None when in memory) and whether saves re-map the written folder
         self.path = None
         self.mmap = False
+
+        # Checksum verifiers of the memory-mapped base tokens and scales, whether reads verify their blocks (lazy
+        # policy), and the metadata last saved or loaded
+        self._verifiers, self._lazy, self._config = [], False, None
 
         # Base tokens (memory-mapped file after load) and in-memory tail with capacity doubling
         self._base, self._basescales = self._empty(0)
@@ -332,6 +337,11 @@ class TokenStore:
         np.cumsum(lengths, out=offsets[1:])
         index = np.arange(offsets[-1], dtype=np.int64) + np.repeat(starts - offsets[:-1], lengths)
 
+        # Blocks of the memory-mapped files read for the first time are checksummed before their data is used
+        for verifier, start, rowbytes in self._verifiers if self._lazy else []:
+            ends = np.minimum(starts + lengths, len(self._base))
+            verifier.ranges(start + starts * rowbytes, start + ends * rowbytes)
+
         flat = self._take(self._base, self._tail, index)
         scales = self._take(self._basescales, self._tailscales, index) if self.dtype == "int8" else None
 
@@ -373,6 +383,7 @@ class TokenStore:
         self._tail, self._tailscales = self._empty(0)
         self._tailsize = 0
         self._offsets[: rows + 1] = offsets
+        self._verifiers = []
 
         return reclaimed
 
@@ -415,7 +426,7 @@ class TokenStore:
 
         # Re-map memory-mapped stores from the new folder before releasing the old files
         if self.mmap:
-            self._base, self._basescales = self._map(path, self.tokens)
+            self._base, self._basescales = self._map(path, self._config, "written")
             self._tail, self._tailscales = self._empty(0)
             self._tailsize = 0
             self.path = path
@@ -424,10 +435,11 @@ class TokenStore:
             shutil.rmtree(old)
 
     @staticmethod
-    def load(path, mmap=True):
+    def load(path, mmap=True, verify="lazy"):
         """
         Loads a folder written by save. Tokens (and int8 scales) are memory mapped, so a large store opens without being
-        read; offsets and tombstones are read and checksummed.
+        read; store.json, offsets and tombstones are read and checksummed. The memory-mapped files are checksummed
+        block by block according to verify.
 
         Recovery: path is loaded when it exists. When path is missing but path.old exists, a save crashed between its two
         renames and path.old, the last complete store, is loaded. A path.tmp folder is never loaded: it is an unfinished
@@ -435,7 +447,9 @@ class TokenStore:
 
         Args:
             path: store folder
-            mmap: memory map tokens (default), False reads them into memory
+            mmap: memory map tokens (default), False reads them into memory (and verifies them)
+            verify: "lazy" checksums each block of the memory-mapped files the first time it is read (default), "load"
+                checksums them all now, "off" checks only their sizes and headers until verify() or a save
 
         Returns:
             TokenStore
@@ -443,6 +457,9 @@ class TokenStore:
         Raises:
             StoreError: missing, foreign, corrupt or truncated store
         """
+
+        if verify not in VERIFY:
+            raise ValueError(f"verify must be one of {VERIFY}, got {verify!r}")
 
         path = os.path.abspath(os.fspath(path))
         if not os.path.isdir(path):
@@ -460,16 +477,24 @@ class TokenStore:
             raise StoreError(f"{os.path.join(path, 'offsets.npy')}: offsets must rise monotonically from 0 to {tokens}")
         deleted = TokenStore._small(path, config, "deleted.npy", np.bool_, (rows,))
 
-        # Large arrays: header and file size checks only, then map
-        TokenStore._check(path, config, "tokens.npy", config["dtype"], (tokens, config["dimension"]))
-        if config["dtype"] == "int8":
-            TokenStore._check(path, config, "scales.npy", np.float32, (tokens,))
-
-        store._base, store._basescales = store._map(path, tokens, mmap)
+        # Large arrays: size and header checks, then map; a store read into memory is verified whole
+        store._config = config
+        store._base, store._basescales = store._map(path, config, verify if mmap else "load", mmap)
         store._offsets, store._deleted, store._rows = offsets, deleted, rows
         store.path, store.mmap = (path, True) if mmap else (None, False)
 
         return store
+
+    def verify(self):
+        """
+        Checksums every block of the memory-mapped files not verified yet.
+
+        Raises:
+            StoreError: a block does not match its recorded checksum
+        """
+
+        for verifier, _, _ in self._verifiers:
+            verifier.all()
 
     def _validate(self, flat, offsets):
         """
@@ -605,28 +630,31 @@ class TokenStore:
 
     def _write(self, folder):
         """
-        Writes every file into folder and fsyncs, metadata last.
+        Writes every file into folder and fsyncs, metadata last. Every file is described with its size and block
+        checksums (files.describe) in store.json, which is sealed with its own checksum.
 
         Args:
             folder: empty output folder
         """
 
         rows, tokens = self._rows, self.tokens
-        files, checksums = {}, {}
+        files = {}
+
+        # Unverified memory-mapped blocks are checked before they are copied under a fresh checksum
+        self.verify()
 
         # Large arrays are streamed block by block from the base and tail
         files["tokens.npy"] = self._stream(os.path.join(folder, "tokens.npy"), self._base, self._tail[: self._tailsize])
         if self.dtype == "int8":
             files["scales.npy"] = self._stream(os.path.join(folder, "scales.npy"), self._basescales, self._tailscales[: self._tailsize])
 
-        # Small arrays are checksummed
+        # Small arrays
         for name, array in [("offsets.npy", self._offsets[: rows + 1]), ("deleted.npy", self._deleted[:rows])]:
             buffer = io.BytesIO()
             np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
             data = buffer.getvalue()
-            self._writebytes(os.path.join(folder, name), data)
-            files[name] = {"bytes": len(data), "shape": list(array.shape), "dtype": str(array.dtype)}
-            checksums[name] = f"sha256:{hashlib.sha256(data).hexdigest()}"
+            writebytes(os.path.join(folder, name), data)
+            files[name] = {**describe(None, data), "shape": list(array.shape), "dtype": str(array.dtype)}
 
         config = {
             "format": FORMAT,
@@ -636,9 +664,9 @@ class TokenStore:
             "rows": rows,
             "tokens": tokens,
             "files": files,
-            "checksums": checksums,
         }
-        self._writebytes(os.path.join(folder, "store.json"), json.dumps(config, indent=2).encode("utf-8"))
+        writejson(os.path.join(folder, "store.json"), config)
+        self._config = config
         self._sync(folder)
 
     def _stream(self, path, *parts):
@@ -650,7 +678,7 @@ class TokenStore:
             parts: arrays with the same dtype and trailing shape
 
         Returns:
-            file description: bytes, shape, dtype
+            file description: bytes, block checksums, shape, dtype
         """
 
         shape = (sum(len(part) for part in parts),) + parts[0].shape[1:]
@@ -665,45 +693,48 @@ class TokenStore:
                     output.write(np.ascontiguousarray(part[start : start + step]).data)
             output.flush()
             os.fsync(output.fileno())
-            size = output.tell()
 
-        return {"bytes": size, "shape": list(shape), "dtype": str(dtype)}
+        return {**describe(path), "shape": list(shape), "dtype": str(dtype)}
 
-    def _writebytes(self, path, data):
+    def _map(self, path, config, verify, mmap=True):
         """
-        Writes bytes to a file and fsyncs it.
-
-        Args:
-            path: output file
-            data: bytes
-        """
-
-        with open(path, "wb") as output:
-            output.write(data)
-            output.flush()
-            os.fsync(output.fileno())
-
-    def _map(self, path, tokens, mmap=True):
-        """
-        Opens the tokens (and scales) files of a validated folder.
+        Opens the tokens (and scales) files of a folder after checking their sizes and headers.
 
         Args:
             path: store folder
-            tokens: token count
+            config: metadata
+            verify: checksum policy, see load, or "written" for files this store just wrote
             mmap: memory map when True, read into memory otherwise
 
         Returns:
             (tokens, scales)
         """
 
-        mode = "r" if mmap else None
-        try:
-            base = np.load(os.path.join(path, "tokens.npy"), mmap_mode=mode, allow_pickle=False)
-            scales = np.load(os.path.join(path, "scales.npy"), mmap_mode=mode, allow_pickle=False) if self.dtype == "int8" else None
-        except (OSError, ValueError) as error:
-            raise StoreError(f"{path}: unreadable tokens: {error}") from error
+        tokens, dimension = config["tokens"], config["dimension"]
+        arrays, self._verifiers = [], []
+        if verify != "written":
+            self._lazy = verify == "lazy"
+        for name, dtype, shape in [("tokens.npy", np.dtype(config["dtype"]), (tokens, dimension)), ("scales.npy", np.dtype(np.float32), (tokens,))]:
+            if name == "scales.npy" and config["dtype"] != "int8":
+                arrays.append(None)
+                continue
 
-        return base, scales
+            # Size, header, then the data mapped without np.load (no pickle, any dtype)
+            filename = os.path.join(path, name)
+            size = TokenStore._size(path, config, name)
+            start = npyheader(filename, size, dtype, shape, StoreError, path)
+            verifier = Verifier(filename, config["files"][name], StoreError)
+            if verify == "load" or not mmap:
+                verifier.all()
+            elif verify == "written":
+                verifier.checked[:] = True
+            if mmap:
+                self._verifiers.append((verifier, start, dtype.itemsize * int(np.prod(shape[1:]))))
+
+            array = np.memmap(filename, dtype=dtype, mode="r", offset=start, shape=shape) if tokens else np.zeros(shape, dtype=dtype)
+            arrays.append(array if mmap else np.array(array))
+
+        return arrays[0], arrays[1]
 
     def _isstore(self, path):
         """
@@ -717,9 +748,8 @@ class TokenStore:
         """
 
         try:
-            with open(os.path.join(path, "store.json"), encoding="utf-8") as handle:
-                return json.load(handle).get("format") == FORMAT
-        except (OSError, ValueError, AttributeError):
+            return TokenStore._metadata(path).get("format") == FORMAT
+        except (StoreError, OSError):
             return False
 
     @staticmethod
@@ -745,7 +775,7 @@ class TokenStore:
     @staticmethod
     def _metadata(path):
         """
-        Reads and checks store.json.
+        Reads and checks store.json: bounded, sealed, typed.
 
         Args:
             path: store folder
@@ -755,18 +785,15 @@ class TokenStore:
         """
 
         name = os.path.join(path, "store.json")
-        try:
-            with open(name, encoding="utf-8") as handle:
-                config = json.load(handle)
-        except FileNotFoundError as error:
-            raise StoreError(f"not a txtai-muvera token store: {path}: store.json missing") from error
-        except (OSError, ValueError) as error:
-            raise StoreError(f"not a txtai-muvera token store: {name}: unreadable metadata ({error})") from error
+        if not os.path.lexists(name):
+            raise StoreError(f"not a txtai-muvera token store: {path}: store.json missing")
+        def check(config):
+            if config.get("format") != FORMAT:
+                raise StoreError(f"not a txtai-muvera token store: {name}: format is not {FORMAT!r}")
+            if config.get("version") != VERSION:
+                raise StoreError(f"{name}: unsupported token store version {config.get('version')!r}, this build reads version {VERSION}")
 
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise StoreError(f"not a txtai-muvera token store: {name}: format is not {FORMAT!r}")
-        if config.get("version") != VERSION:
-            raise StoreError(f"{name}: unsupported token store version {config.get('version')!r}, this build reads version {VERSION}")
+        config = readjson(name, path, StoreError, check)
 
         # Required fields and types
         for key in ["dimension", "rows", "tokens"]:
@@ -775,8 +802,8 @@ class TokenStore:
                 raise StoreError(f"{name}: invalid {key} {value!r}")
         if config.get("dtype") not in DTYPES:
             raise StoreError(f"{name}: invalid dtype {config.get('dtype')!r}")
-        if not isinstance(config.get("files"), dict) or not isinstance(config.get("checksums"), dict):
-            raise StoreError(f"{name}: files and checksums missing")
+        if not isinstance(config.get("files"), dict):
+            raise StoreError(f"{name}: files missing")
 
         return config
 
@@ -794,23 +821,7 @@ class TokenStore:
             file size in bytes
         """
 
-        return checksize(os.path.join(path, name), config["files"].get(name), StoreError, "store.json")
-
-    @staticmethod
-    def _check(path, config, name, dtype, shape):
-        """
-        Checks a .npy file's size, header dtype and shape against metadata without reading its data or unpickling.
-
-        Args:
-            path: store folder
-            config: metadata
-            name: file name
-            dtype: expected dtype
-            shape: expected shape
-        """
-
-        size = TokenStore._size(path, config, name)
-        npyheader(os.path.join(path, name), size, dtype, shape, StoreError)
+        return checksize(os.path.join(path, name), config["files"].get(name), path, StoreError, "store.json")
 
     @staticmethod
     def _small(path, config, name, dtype, shape):
@@ -828,23 +839,17 @@ class TokenStore:
             writable in-memory array
         """
 
-        TokenStore._size(path, config, name)
-
-        # Checksum the raw bytes before parsing anything
+        # Checksum the raw bytes (read bounded by the recorded size) before parsing anything
         filename = os.path.join(path, name)
-        with open(filename, "rb") as handle:
-            data = handle.read()
+        size = TokenStore._size(path, config, name)
+        data = readbytes(filename, path, size, StoreError)
+        verify(filename, config["files"][name], path, StoreError, "store.json", data)
 
-        checksum = f"sha256:{hashlib.sha256(data).hexdigest()}"
-        if config["checksums"].get(name) != checksum:
-            raise StoreError(f"{filename}: checksum mismatch, file is corrupt")
-
-        TokenStore._check(path, config, name, dtype, shape)
-
+        npyheader(filename, size, dtype, shape, StoreError, path)
         try:
             return np.array(np.load(io.BytesIO(data), allow_pickle=False))
-        except ValueError as error:
-            raise StoreError(f"{filename}: unreadable ({error})") from error
+        except Exception as error:  # pylint: disable=W0718
+            raise StoreError(f"{filename}: unreadable ({type(error).__name__}: {error})") from error
 
     @staticmethod
     def _readonly(array):
