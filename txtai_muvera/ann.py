@@ -15,6 +15,7 @@ from txtai.ann import ANN, ANNFactory
 
 from . import plugins
 from .array import LateArray
+from .errors import configuration
 from .files import checksize, npyheader, sha256
 from .folder import recover, replace
 from .maxsim import maxsim
@@ -112,8 +113,9 @@ class Muvera(ANN):
     def __init__(self, config):
         super().__init__(config)
 
-        # Index settings and encoding parameters from the muvera: block
-        self.settings, self.params = resolve(config.get("muvera"))
+        # Index settings and encoding parameters from the muvera: block, raised past txtai's ImportError wrapper
+        with configuration():
+            self.settings, self.params = resolve(config.get("muvera"))
 
         # FDE rows (exact search) or a delegated txtai ANN, token store, model fingerprint and encoding parameters
         self.fdes, self.delegate, self.store = None, None, None
@@ -187,7 +189,9 @@ class Muvera(ANN):
 
     def search(self, queries, limit):
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-            raise ValueError(f"search limit must be a positive integer, got {limit!r}")
+            # txtai maps None and 0 to its default 3, and hands a negative limit over as 0 when content is enabled
+            hint = " (with content enabled txtai passes a negative limit as 0)" if limit == 0 and not isinstance(limit, bool) else ""
+            raise ValueError(f"search limit must be a positive integer, got {limit!r}{hint}")
 
         self.check(queries)
 

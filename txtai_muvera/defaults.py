@@ -4,33 +4,25 @@ Defaults module
 
 from .hookspecs import hookimpl
 
+# Registered as "module:qualname" paths: imported on first lookup, so listing plugins imports neither torch nor txtai
+
 
 @hookimpl
 def register_encoders(register):
-    # Imported on use: the encoder pulls in transformers
-    from .encoder import LateEncoder
-
-    register("colbert", LateEncoder)
+    register("colbert", "txtai_muvera.encoder:LateEncoder")
 
 
 @hookimpl
 def register_encodings(register):
-    from .fde import FDE
-
-    register("muvera", FDE)
+    register("muvera", "txtai_muvera.fde:FDE")
 
 
 @hookimpl
 def register_stores(register):
-    from .store import TokenStore
-
-    register("tokens", TokenStore)
+    register("tokens", "txtai_muvera.store:TokenStore")
 
 
 @hookimpl
 def register_pipelines(register):
-    from .reranker import Reranker
-    from .similarity import Similarity
-
-    register("similarity", Similarity)
-    register("reranker", Reranker)
+    register("similarity", "txtai_muvera.similarity:Similarity")
+    register("reranker", "txtai_muvera.reranker:Reranker")
