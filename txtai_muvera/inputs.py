@@ -19,7 +19,7 @@ def matrices(encoder, data, category, names=None, dtype="float32", progress=None
         category: query or data
         names: optional labels of the items for error messages ("document 7"), "query 0", "document 0", ... otherwise
         dtype: token dtype the matrices will be stored in, values past its range are refused
-        progress: optional progress display, counts items as they are encoded
+        progress: optional progress display, counts texts as they are encoded
 
     Returns:
         list of float32 token matrices
@@ -34,9 +34,6 @@ def matrices(encoder, data, category, names=None, dtype="float32", progress=None
             positions.append(x)
         else:
             results[x] = value
-
-    if progress is not None and len(texts) < len(data):
-        progress.update(len(data) - len(texts))
 
     if texts:
         for x, result in zip(positions, encoder.encode(texts, category=category, **({"progress": progress} if progress is not None else {}))):

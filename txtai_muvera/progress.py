@@ -10,6 +10,9 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger("txtai_muvera")
 
+# Units between two progress log lines where there is no terminal
+EVERY = 1000
+
 
 def interactive():
     """
@@ -28,7 +31,7 @@ def interactive():
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def bar(desc, unit="docs", enabled=None, every=1000):
+def bar(desc, unit="docs", enabled=None, every=None):
     """
     Creates the progress display of a long step.
 
@@ -37,7 +40,7 @@ def bar(desc, unit="docs", enabled=None, every=1000):
         unit: unit of the counts
         enabled: None shows a bar on a terminal or in a notebook and a log line every `every` units elsewhere, True
                  always shows a bar, False shows nothing
-        every: units between two log lines
+        every: units between two log lines, defaults to EVERY
 
     Returns:
         tqdm-like object with update and close, usable as a context manager
@@ -48,7 +51,7 @@ def bar(desc, unit="docs", enabled=None, every=1000):
     if enabled or interactive():
         return tqdm(desc=desc, unit=unit)
 
-    return LogProgress(desc, unit, every)
+    return LogProgress(desc, unit, every or EVERY)
 
 
 class LogProgress:

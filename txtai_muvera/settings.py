@@ -152,7 +152,7 @@ def checkconfig(config):
         )
 
 
-def indexconfig(path, block, gpu=True, batchsize=32):
+def indexconfig(path, block, gpu=True, batchsize=32, progress=False):
     """
     Builds the txtai Embeddings config of a late-interaction index with content, from a model and a muvera: block.
 
@@ -164,6 +164,7 @@ def indexconfig(path, block, gpu=True, batchsize=32):
         block: muvera: config block
         gpu: txtai's gpu option
         batchsize: encoding batch size
+        progress: the index's progress setting (null, true or false)
 
     Returns:
         config dict
@@ -176,5 +177,5 @@ def indexconfig(path, block, gpu=True, batchsize=32):
         "content": True,
         "gpu": gpu,
         "encodebatch": batchsize,
-        "muvera": {**block, "progress": False},
+        "muvera": {**block, "progress": progress},
     }

@@ -152,6 +152,10 @@ class LateVectors(Vectors):
         # Fixed dimensional encoding, unnormalised: L2 normalising FDE rows would distort MUVERA's inner products
         fdes = self.encoding(tokens, offsets, category)
 
+        # Pre-encoded token matrices count once their FDE rows exist (texts counted as they were encoded)
+        if self.bar is not None and category == "data":
+            self.bar.update(sum(not isinstance(x, str) for x in data))
+
         return LateArray(fdes, tokens=tokens, offsets=offsets, fingerprint=self.fingerprint(), encoding=self.encoding.config())
 
     def fingerprint(self):
