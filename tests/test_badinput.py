@@ -95,14 +95,14 @@ def unchanged(embeddings, call, error, match, similar=True):
 
 
 def test_empty_text_encodes_markers(fresh):
-    # Row: empty text. PyLate encodes "" to its marker tokens; so does txtai-muvera, for documents and queries alike
+    # Row: empty text. Stored and counted with one zero token vector (score 0, never returned); queries encode like PyLate
     fresh.upsert([("empty", "", None)])
     assert fresh.count() == len(TEXTS) + 1
     assert fresh.search("select id, text from txtai where id = 'empty'")[0]["text"] == ""
 
     tokens = fresh.batchtransform([(None, "", None)], category="data").tokens
-    assert 1 <= len(tokens) <= 3
-    assert fresh.search("", 3)
+    assert len(tokens) == 1 and not tokens.any()
+    assert fresh.search("", 3) and "empty" not in [r["id"] for r in fresh.search("", len(TEXTS) + 1)]
 
 
 def test_blank_text_equals_empty(fresh):
