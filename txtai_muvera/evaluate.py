@@ -676,7 +676,8 @@ def subsample(ids, texts, qrels, size, seed=0):
     keep[np.random.default_rng(seed).choice(others, extra, replace=False)] = True
 
     chosen = np.flatnonzero(keep)
-    return {"ids": [ids[x] for x in chosen], "texts": [texts[x] for x in chosen], "size": size, "judged": int(sum(uid in judged for uid in ids)), "seed": seed}
+    judged = int(sum(uid in judged for uid in ids))
+    return {"ids": [ids[x] for x in chosen], "texts": [texts[x] for x in chosen], "size": size, "judged": judged, "seed": seed}
 
 
 def jsonl(path):

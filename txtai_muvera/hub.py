@@ -157,9 +157,9 @@ def notfound(model, error):
     """
 
     if isinstance(error, GatedRepoError):
-        return HubError(f"'{model}' is gated on the model hub ({endpoint()}/{model}): accept its terms and log in (hf auth login), or use a local folder")
+        return HubError(f"'{model}' is gated on the model hub ({endpoint()}/{model}): accept its terms and log in, or use a local folder")
     if isinstance(error, RepositoryNotFoundError):
-        return HubError(f"'{model}' not found on the model hub ({endpoint()}/{model}): check the model id, log in for a private model, or use a local folder")
+        return HubError(f"'{model}' not found on the model hub ({endpoint()}/{model}): check the id, log in for a private model, or use a folder")
     if isinstance(error, RevisionNotFoundError):
         return HubError(f"revision not found on the model hub for '{model}': check the revision")
 

@@ -146,7 +146,8 @@ class LateVectors(Vectors):
         # Empty or blank documents hold one zero token vector: stored and counted, scored 0, so never returned by search
         # (PyLate would encode their marker tokens, which match every query)
         if category == "data":
-            matrices = [np.zeros((1, self.model.dimension), np.float32) if isinstance(x, str) and not x.strip() else m for x, m in zip(data, matrices)]
+            empty = np.zeros((1, self.model.dimension), np.float32)
+            matrices = [empty if isinstance(x, str) and not x.strip() else m for x, m in zip(data, matrices)]
         tokens, offsets = pack(matrices) if matrices else (np.zeros((0, self.model.dimension), np.float32), np.zeros(1, np.int64))
 
         # Fixed dimensional encoding, unnormalised: L2 normalising FDE rows would distort MUVERA's inner products
