@@ -109,13 +109,16 @@ print("CACHED", embeddings.search("lottery", 1)[0]["text"])
 
 class NotFound(BaseHTTPRequestHandler):
     """
-    A model hub that knows no repository: 404 with the hub's RepoNotFound error code.
+    A model hub that knows no repository: its root answers, every other path is a 404 with the hub's RepoNotFound code.
     """
 
     def answer(self):
-        self.send_response(404)
-        self.send_header("X-Error-Code", "RepoNotFound")
-        self.send_header("X-Error-Message", "Repository not found")
+        if self.path == "/":
+            self.send_response(200)
+        else:
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("X-Error-Message", "Repository not found")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -144,6 +147,25 @@ except ValueError as error:
 
     assert result.stdout.startswith("HubError 'nobody/no-such-colbert-model' not found on the model hub"), result.stdout + result.stderr[-3000:]
     assert "Retry" not in result.stderr
+
+
+def test_hub_probe():
+    # One request, a short timeout: a server that never answers, one that is no hub (404 at its root), the hub's root
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        start = time.perf_counter()
+        ok, reason = hub.probe(f"http://127.0.0.1:{silent.getsockname()[1]}", 0.5)
+        assert not ok and "did not answer within 0.5s" in reason and time.perf_counter() - start < 2
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert hub.probe(url, 2) == (True, None)
+        assert hub.probe(f"{url}/elsewhere", 2) == (False, f"{url}/elsewhere answered HTTP 404, not a model hub")
+    finally:
+        server.shutdown()
 
 
 def test_hub_expand(monkeypatch):

@@ -63,7 +63,8 @@ class LateEncoder:
         elif self.stanfordformat():
             subfolder, settings, layers, lowercase, prompt = self.stanford()
         else:
-            raise ValueError(f"no modules.json (PyLate) or artifact.metadata/linear.weight (Stanford) in {self.path}")
+            where = self.path if self.local else f"{self.path} on the model hub ({hub.endpoint()})"
+            raise ValueError(f"no modules.json (PyLate) or artifact.metadata/linear.weight (Stanford) in {where}")
 
         self.settings, self.lowercase, self.prompt = settings, lowercase, prompt
 

@@ -81,7 +81,8 @@ def reachable(timeout=None):
 
 def probe(url, timeout):
     """
-    Sends one HEAD request to the hub. Any HTTP answer below 500 means it is reachable.
+    Sends one HEAD request to the hub's root. The hub answers it; a server error, or a "not found" at the root (a proxy
+    or a server that is no model hub) means it is not reachable.
 
     Args:
         url: hub address
@@ -95,7 +96,7 @@ def probe(url, timeout):
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
             return True, None
     except urllib.error.HTTPError as error:
-        return (True, None) if error.code < 500 else (False, f"{url} answered HTTP {error.code}")
+        return (True, None) if error.code < 500 and error.code != 404 else (False, f"{url} answered HTTP {error.code}, not a model hub")
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         return False, f"{url}: {reason}" if not isinstance(reason, TimeoutError) else f"{url} did not answer within {timeout:g}s"
