@@ -423,3 +423,24 @@ def test_plugins_listing_is_fast_and_light():
     seconds, torch, txtai = result.stdout.strip().splitlines()[-1].split()
     assert "colbert          txtai_muvera.encoder.LateEncoder" in result.stdout
     assert torch == txtai == "False" and float(seconds) < 2
+
+
+def test_command_line_configuration_errors_are_one_line(pylate_model, tmp_path, capsys):
+    # pylint: disable=C0415
+    from txtai_muvera.cli import main
+
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "corpus.jsonl").write_text(json.dumps({"_id": "d0", "text": TEXTS[0]}) + "\n")
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "virus"}) + "\n")
+    (tmp_path / "qrels" / "test.tsv").write_text("q\tc\ts\nq1\td0\t1\n")
+
+    for arguments, message in [
+        (["evaluate", str(tmp_path / "missing"), str(tmp_path)], "is neither a local folder nor a model hub id"),
+        (["evaluate", str(pylate_model), str(tmp_path), "--muvera", '{"candidtes": 3}'], "unknown muvera setting 'candidtes'"),
+        (["evaluate", str(pylate_model), str(tmp_path / "nofolder")], "corpus.jsonl not found"),
+        (["tune", str(tmp_path / "missing"), str(tmp_path), "--split", "test"], "tuning needs at least 2 documents"),
+    ]:
+        capsys.readouterr()
+        assert main(arguments + ["--no-progress"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"txtai-muvera {arguments[0]}: error: ") and message in error and len(error.splitlines()) == 1

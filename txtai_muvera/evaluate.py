@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import plugins
+from .errors import configuration
 from .maxsim import maxsim
 from .ragged import pack
 from .settings import indexconfig, resolve
@@ -114,8 +115,9 @@ class Evaluate:
         }
 
         with tempfile.TemporaryDirectory(prefix="txtai-muvera-evaluate-") as directory:
-            # Encode the corpus and the queries once
-            encoder = plugins.lookup("encoders", self.settings["encoder"])(self.model, gpu=self.gpu, batchsize=self.batchsize)
+            # Encode the corpus and the queries once; a model that cannot load is a ConfigurationError
+            with configuration():
+                encoder = plugins.lookup("encoders", self.settings["encoder"])(self.model, gpu=self.gpu, batchsize=self.batchsize)
             start = time.perf_counter()
             matrices = encoder.encode(self.texts, category="data", progress=self.progress)
             encoding = time.perf_counter() - start
