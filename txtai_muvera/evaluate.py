@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import plugins
 from .errors import configuration
 from .maxsim import maxsim
-from .ragged import pack
+from .ragged import pack, pad
 from .settings import indexconfig, resolve
 
 # Retrieval depth of the metrics: nDCG@10 and MRR@10 read the top 10, recall@100 the top 100
@@ -526,7 +526,7 @@ class Peer:
         ids, queries = self.evaluate.ids, list(self.evaluate.queries)
         results = [[] for _ in queries]
         for start in tqdm(range(0, len(vectors), chunk), desc="txtai exact MaxSim", unit="chunks", disable=not self.evaluate.progress):
-            batch = padded(vectors[start : start + chunk])
+            batch = torch.from_numpy(pad(vectors[start : start + chunk]))
             for qstart in range(0, len(queries), qchunk):
                 for x, rows in enumerate(encoder.score(qvectors[qstart : qstart + qchunk], batch, DEPTH)):
                     results[qstart + x].extend((start + index, score) for index, score in rows)
@@ -555,7 +555,7 @@ class Peer:
                 run[uid] = {}
                 continue
 
-            scores = encoder.score(qvectors[x : x + 1], padded([vectors[positions[row]] for row in rows]), DEPTH)[0]
+            scores = encoder.score(qvectors[x : x + 1], torch.from_numpy(pad([vectors[positions[row]] for row in rows])), DEPTH)[0]
             run[uid] = {rows[index]: score for index, score in scores}
 
         return run
@@ -866,24 +866,6 @@ def percentiles(latencies):
 
     values = np.asarray(latencies, dtype=np.float64) * 1000
     return {"p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95)), "mean_ms": float(values.mean())}
-
-
-def padded(matrices):
-    """
-    Pads token matrices with zero rows into one 3D tensor, txtai's LateEncoder input format.
-
-    Args:
-        matrices: list of (tokens x dim) tensors
-
-    Returns:
-        (matrices x tokens x dim) tensor
-    """
-
-    batch = torch.zeros((len(matrices), max(m.shape[0] for m in matrices), matrices[0].shape[1]), dtype=torch.float32)
-    for x, matrix in enumerate(matrices):
-        batch[x, : matrix.shape[0]] = matrix
-
-    return batch
 
 
 def sizes(path, count):
