@@ -148,6 +148,7 @@ class LateVectors(Vectors):
         if category == "data":
             empty = np.zeros((1, self.model.dimension), np.float32)
             matrices = [empty if isinstance(x, str) and not x.strip() else m for x, m in zip(data, matrices)]
+
         tokens, offsets = pack(matrices) if matrices else (np.zeros((0, self.model.dimension), np.float32), np.zeros(1, np.int64))
 
         # Fixed dimensional encoding, unnormalised: L2 normalising FDE rows would distort MUVERA's inner products
