@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up a local virtual environment (once) and runs the demo or the test suite.
-#   bash run.sh demo [--local MODEL_FOLDER] [--model HUB_ID]
+#   bash run.sh demo [--local MODEL_FOLDER] [--model HUB_ID]   (or TXTAI_MUVERA_LOCAL_MODEL=MODEL_FOLDER)
 #   bash run.sh test [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -32,7 +32,7 @@ case "$command" in
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)
-        echo "usage: bash run.sh demo [--local MODEL_FOLDER] | bash run.sh test [pytest args]" >&2
+        echo "usage: bash run.sh demo [--local MODEL_FOLDER] [--model HUB_ID] | bash run.sh test [pytest args]" >&2
         exit 2
         ;;
 esac

@@ -2,11 +2,11 @@
 Demo: indexes a small real corpus (120 SciFact abstracts) with a late-interaction model and prints ranked results.
 
     python examples/demo.py                                  # neuml/colbert-muvera-micro from the model hub
-    python examples/demo.py --local ../shared/models/minilm-colbert
-    TXTAI_MUVERA_LOCAL_MODEL=../shared/models/minilm-colbert python examples/demo.py
+    python examples/demo.py --local /path/to/colbert-model   # a local model folder when the hub cannot be reached
+    TXTAI_MUVERA_LOCAL_MODEL=/path/to/colbert-model python examples/demo.py
 
-The local folder is used only when the model hub cannot be reached (or with --offline). There is no fallback to a
-random model.
+The local folder is used when the model hub cannot be reached (or with --offline) and the hub model is not in the
+local cache. There is no fallback to a random model.
 """
 
 import argparse
@@ -20,25 +20,49 @@ from pathlib import Path
 DATA = Path(__file__).parent / "data"
 
 
-def hubreachable(model):
+def choose(args):
     """
-    Checks that the model hub answers for a model id.
+    Picks the model: the hub id when the hub answers (or the model is cached), otherwise the local folder.
 
     Args:
-        model: hub model id
+        args: parsed arguments
 
     Returns:
-        True when the model's config can be fetched (or is cached)
+        (model path, None) or (None, one-line message saying why no model can be used)
     """
 
     # pylint: disable=C0415
-    from huggingface_hub import hf_hub_download
+    from txtai_muvera.core import hub
 
+    # A local folder that was named must exist, whatever the hub says
+    if args.local and not os.path.isdir(args.local):
+        source = "--local" if args.local != os.environ.get("TXTAI_MUVERA_LOCAL_MODEL") else "TXTAI_MUVERA_LOCAL_MODEL"
+        return None, f"{source} {args.local}: no such folder, give the folder of a PyLate or Stanford ColBERT model"
+
+    model = args.model
+    if os.path.isdir(model):
+        return model, None
+
+    # --offline is huggingface_hub's offline mode
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+    ok, reason = hub.reachable()
+    if ok:
+        return model, None
+
+    # Hub unreachable: a cached copy of the hub model, else the local folder
     try:
-        hf_hub_download(model, "config.json", etag_timeout=5)
-        return True
-    except Exception:  # pylint: disable=W0703
-        return False
+        hub.folder(model)
+        return model, None
+    except hub.HubError:
+        pass
+
+    if args.local:
+        print(f"Model hub unreachable ({reason}): using local model {args.local}")
+        return args.local, None
+
+    return None, f"Model hub unreachable ({reason}) for {model}: give a local model folder with --local FOLDER or TXTAI_MUVERA_LOCAL_MODEL=FOLDER"
 
 
 def main():
@@ -49,23 +73,24 @@ def main():
     parser.add_argument("--queries", type=int, default=3, help="number of example queries")
     args = parser.parse_args()
 
-    # Pick the model: hub id when the hub answers, otherwise the local folder
-    model = args.model
-    if not os.path.isdir(model) and (args.offline or not hubreachable(model)):
-        if not args.local:
-            print(f"Model hub unreachable for {model} and no local model given: pass --local FOLDER or set TXTAI_MUVERA_LOCAL_MODEL", file=sys.stderr)
-            return 1
-        print(f"Model hub unreachable: using local model {args.local}")
-        model = args.local
+    model, problem = choose(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
 
     # pylint: disable=C0415
     from txtai import Embeddings
+    from txtai_muvera.errors import ConfigurationError
 
     documents = [json.loads(line) for line in open(DATA / "scifact-sample.jsonl", encoding="utf-8")]
     queries = [json.loads(line) for line in open(DATA / "scifact-queries.jsonl", encoding="utf-8")][: args.queries]
 
-    # Late-interaction index: FDE candidates re-ranked with exact MaxSim
-    embeddings = Embeddings(path=model, method="txtai_muvera.LateVectors", backend="txtai_muvera.Muvera", content=True)
+    # Late-interaction index: FDE candidates re-ranked with exact MaxSim, a configuration problem is one line
+    try:
+        embeddings = Embeddings(path=model, method="txtai_muvera.LateVectors", backend="txtai_muvera.Muvera", content=True)
+    except ConfigurationError as error:
+        print(error, file=sys.stderr)
+        return 1
 
     start = time.perf_counter()
     embeddings.index((doc["id"], f"{doc['title']} {doc['text']}", None) for doc in documents)

@@ -17,33 +17,13 @@ from txtai.app import Application
 
 from helpers import TEXTS, exact, freeport
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "app.yml"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def config(model, rag=True):
-    """
-    Loads the example YAML with the model replaced by a local folder.
-    """
-
-    with open(EXAMPLE, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
-
-    data["embeddings"]["path"] = str(model)
-    data["txtai_muvera.Similarity"]["path"] = str(model)
-    data["txtai_muvera.Similarity"]["gpu"] = False
-    if not rag:
-        del data["rag"]
-
-    return data
-
-
-def test_application_search_workflow_rag(pylate_model):
-    data = config(pylate_model)
-
-    # A tiny generator created here (helpers.Echo): it answers with the prompt it receives, so the test sees the RAG context
-    data["rag"]["path"] = "helpers.Echo"
-    data["helpers.Echo"] = {}
-    app = Application(data)
+def test_application_as_shipped(pylate_model, monkeypatch):
+    # examples/app.yml as shipped, offline: the model comes from TXTAI_MUVERA_LOCAL_MODEL
+    monkeypatch.setenv("TXTAI_MUVERA_LOCAL_MODEL", str(pylate_model))
+    app = Application(str(EXAMPLES / "app.yml"))
     app.add([{"id": str(x), "text": text} for x, text in enumerate(TEXTS)])
     app.index()
 
@@ -59,6 +39,20 @@ def test_application_search_workflow_rag(pylate_model):
     assert len(reranked) == 2 and len(reranked[0]) == 5
     assert reranked[0][0]["text"] == TEXTS[0] and reranked[1][0]["text"] == TEXTS[10]
 
+
+def test_rag(pylate_model, monkeypatch):
+    # examples/rag.yml with only the generator replaced: a tiny generator created here (helpers.Echo) answers with the
+    # prompt it receives, so the test sees the RAG context
+    monkeypatch.setenv("TXTAI_MUVERA_LOCAL_MODEL", str(pylate_model))
+    with open(EXAMPLES / "rag.yml", encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    data["rag"]["path"] = "helpers.Echo"
+    data["helpers.Echo"] = {}
+
+    app = Application(data)
+    app.add([{"id": str(x), "text": text} for x, text in enumerate(TEXTS)])
+    app.index()
+
     # RAG: the generator receives the MaxSim top 3 as context
     answer = app.pipelines["rag"]("virus cases")
     top = [r["text"] for r in app.search("virus cases", 3)]
@@ -67,14 +61,10 @@ def test_application_search_workflow_rag(pylate_model):
     assert prompt.index(top[0]) < prompt.index(top[1]) < prompt.index(top[2])
 
 
-def test_api_search_and_workflow(pylate_model, tmp_path):
-    path = tmp_path / "app.yml"
-    data = config(pylate_model, rag=False)
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(data, f)
-
+def test_api_search_and_workflow(pylate_model):
+    # examples/app.yml as shipped, served by txtai's API with the local model from the environment
     port = freeport()
-    env = {**os.environ, "CONFIG": str(path)}
+    env = {**os.environ, "CONFIG": str(EXAMPLES / "app.yml"), "TXTAI_MUVERA_LOCAL_MODEL": str(pylate_model)}
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "txtai.api:app", "--host", "127.0.0.1", "--port", str(port)],
         env=env,

@@ -12,6 +12,7 @@ from txtai import Embeddings
 
 from txtai_muvera.core.encoder import LateEncoder
 from txtai_muvera.core.files import writejson
+from txtai_muvera.errors import ConfigurationError
 
 from helpers import TEXTS, exact, late
 
@@ -209,12 +210,11 @@ def test_similarity_method(pylate_model, encoder):
 
 
 def test_bad_config(pylate_model):
-    # txtai wraps errors raised while it creates a Vectors method in an ImportError: ours is its cause
+    # Configuration errors pass through txtai's ImportError wrapper as ConfigurationError
     for muvera, message in [({"candidate": 10}, "did you mean 'candidates'"), ({"dtype": "float8"}, "dtype"), ({"candidates": -1}, "candidates")]:
-        with pytest.raises(ImportError) as error:
+        with pytest.raises(ConfigurationError) as error:
             Embeddings(late(pylate_model, **muvera))
-        assert isinstance(error.value.__cause__, ValueError)
-        assert message in str(error.value.__cause__)
+        assert message in str(error.value)
 
 
 def test_fingerprint_mismatch(pylate_model, stanford_model, tmp_path):

@@ -33,8 +33,15 @@ def test_similarity_contract(similarity):
 
 
 def test_similarity_pre_encoded(similarity):
-    matrices = similarity.encode(TEXTS, "data")
+    matrices = similarity.matrices(TEXTS, "data")
     assert similarity("frog", matrices) == similarity("frog", TEXTS)
+
+    # encode keeps txtai's Similarity(lateencode=True).encode contract: one zero-padded (batch, tokens, dim) tensor
+    batch = similarity.encode(TEXTS, "data")
+    assert isinstance(batch, torch.Tensor) and batch.shape == (len(TEXTS), max(len(m) for m in matrices), matrices[0].shape[1])
+    for row, matrix in zip(batch, matrices):
+        assert torch.equal(row[: len(matrix)], torch.from_numpy(matrix)) and not row[len(matrix) :].any()
+    assert similarity("frog", batch) == similarity("frog", TEXTS)
     assert similarity("frog", [torch.from_numpy(m) for m in matrices]) == similarity("frog", TEXTS)
 
     with pytest.raises(ValueError, match="shape"):
@@ -48,11 +55,7 @@ def test_similarity_same_ranking_as_txtai_scoring(similarity):
     queries = similarity.encode(["virus cases", "stock market"], "query")
     documents = similarity.encode(TEXTS, "data")
 
-    def padded(matrices):
-        length = max(len(m) for m in matrices)
-        return torch.from_numpy(np.stack([np.pad(m, [(0, length - len(m)), (0, 0)]) for m in matrices]))
-
-    theirs = TxtaiLateEncoder.score(None, padded(queries), padded(documents), None)
+    theirs = TxtaiLateEncoder.score(None, queries, documents, None)
     ours = similarity(["virus cases", "stock market"], documents)
     for a, b in zip(ours, theirs):
         assert [uid for uid, _ in a] == [uid for uid, _ in b]

@@ -9,6 +9,8 @@ from txtai import Embeddings
 
 import txtai_muvera
 
+from txtai_muvera.errors import ConfigurationError
+
 from helpers import TEXTS, late
 
 # Queries compared before and after
@@ -63,14 +65,14 @@ def test_misspelt_key_refused_before_anything_changes(embeddings, pylate_model, 
 @pytest.mark.parametrize("muvera", [{"candidates": -1}, {"dtype": "int4"}, {"repetitions": "many"}])
 def test_bad_values_leave_index_unchanged(embeddings, pylate_model, tmp_path, muvera):
     before = answers(embeddings)
-    with pytest.raises((ValueError, TypeError, ImportError)):
+    with pytest.raises((ValueError, TypeError, ImportError, ConfigurationError)):
         txtai_muvera.reindex(embeddings, late(pylate_model, **muvera))
     unchanged(embeddings, before, tmp_path)
 
 
 def test_model_that_fails_to_load(embeddings, tmp_path):
     before = answers(embeddings)
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigurationError, match="neither a local folder nor a model hub id"):
         txtai_muvera.reindex(embeddings, late(str(tmp_path / "no-such-model"), repetitions=4))
     unchanged(embeddings, before, tmp_path)
 

@@ -14,9 +14,10 @@ from txtai.serialize import SerializeFactory
 
 from . import plugins
 from .array import LateArray
-from .core.files import IndexFileError, Verifier, checksize, describe, filesize, npyheader, openfile, readjson, verify, writejson
+from .core.files import IndexFileError, Verifier, checksize, describe, npyheader, openfile, readjson, verify, writejson
 from .core.folder import recover, replace
 from .core.maxsim import maxsim
+from .errors import configuration
 from .indexfolder import indexids
 from .lock import ReadWriteLock
 from .settings import resolve
@@ -44,8 +45,9 @@ class Muvera(ANN):
     def __init__(self, config):
         super().__init__(config)
 
-        # Index settings and encoding parameters from the muvera: block
-        self.settings, self.params = resolve(config.get("muvera"))
+        # Index settings and encoding parameters from the muvera: block, raised past txtai's ImportError wrapper
+        with configuration():
+            self.settings, self.params = resolve(config.get("muvera"))
 
         # FDE rows (exact search) or a delegated txtai ANN, token store, model fingerprint and encoding parameters
         self.fdes, self.delegate, self.store = None, None, None
@@ -126,7 +128,9 @@ class Muvera(ANN):
 
     def search(self, queries, limit):
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-            raise ValueError(f"search limit must be a positive integer, got {limit!r}")
+            # txtai maps None and 0 to its default 3, and hands a negative limit over as 0 when content is enabled
+            hint = " (with content enabled txtai passes a negative limit as 0)" if limit == 0 and not isinstance(limit, bool) else ""
+            raise ValueError(f"search limit must be a positive integer, got {limit!r}{hint}")
 
         self.check(queries)
 

@@ -8,6 +8,9 @@ from pluggy import HookimplMarker, HookspecMarker
 hookspec = HookspecMarker("txtai_muvera")
 hookimpl = HookimplMarker("txtai_muvera")
 
+# Every register callback takes a factory or its "module:qualname" path; a path is imported on first lookup, so that
+# listing plugins stays fast
+
 
 @hookspec
 def register_encoders(register):

@@ -101,7 +101,7 @@ def registry(kind):
         kind: one of encoders, encodings, stores
 
     Returns:
-        {name: factory}
+        {name: factory or "module:qualname" path of a factory not imported yet}
     """
 
     if kind not in KINDS:
@@ -113,7 +113,7 @@ def registry(kind):
     entries = {}
 
     def add(name, factory):
-        if name in entries and entries[name] is not factory:
+        if name in entries and entries[name] is not factory and entries[name] != factory:
             logger.warning("%s '%s' registered twice, keeping the first registration", kind[:-1], name)
             return
         entries[name] = factory
@@ -141,18 +141,55 @@ def lookup(kind, name):
     if name not in entries:
         raise ValueError(f"no {kind[:-1]} named '{name}' is registered, registered {kind}: {sorted(entries)}")
 
-    return entries[name]
+    return resolve(entries[name])
+
+
+def resolve(factory):
+    """
+    Imports a factory registered lazily as a "module:qualname" path; other factories pass through.
+
+    Args:
+        factory: factory or path
+
+    Returns:
+        factory
+    """
+
+    if not isinstance(factory, str):
+        return factory
+
+    module, _, qualname = factory.partition(":")
+    target = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+
+    return target
+
+
+def name(factory):
+    """
+    Names a factory for display, without importing a lazily registered one.
+
+    Args:
+        factory: factory or "module:qualname" path
+
+    Returns:
+        "module.qualname"
+    """
+
+    if isinstance(factory, str):
+        return factory.replace(":", ".")
+
+    return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}"
 
 
 def registered():
     """
-    Lists what is registered, for display.
+    Lists what is registered, for display. Imports no lazily registered factory.
 
     Returns:
         {kind: {name: "module.qualname"}}
     """
 
-    return {
-        kind: {name: f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}" for name, factory in registry(kind).items()}
-        for kind in KINDS
-    }
+    # Lazily registered factories are named without importing them (and torch or txtai with them)
+    return {kind: {key: name(factory) for key, factory in registry(kind).items()} for kind in KINDS}

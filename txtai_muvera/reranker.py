@@ -70,7 +70,7 @@ class Reranker(Pipeline):
 
         # Candidates and query token matrices
         results = self.embeddings.batchsearch(queries, limit * factor, **kwargs)
-        qmatrices = self.similarity.encode(queries, "query")
+        qmatrices = self.similarity.matrices(queries, "query")
 
         ranked = []
         for result, qmatrix in zip(results, qmatrices):
@@ -108,7 +108,7 @@ class Reranker(Pipeline):
         if not all(isinstance(row, dict) and isinstance(row.get("text"), str) for row in result):
             raise ValueError("re-ranking needs result texts: enable content on the embeddings, or index with txtai_muvera.Muvera and the same model")
         texts = [row["text"] for row in result]
-        tokens, offsets = pack(self.similarity.encode(texts, "data"))
+        tokens, offsets = pack(self.similarity.matrices(texts, "data"))
         return torch.from_numpy(tokens), offsets, None
 
     def store(self):

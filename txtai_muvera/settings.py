@@ -4,6 +4,7 @@ Settings module
 
 import difflib
 import inspect
+import logging
 
 from . import plugins
 
@@ -35,6 +36,14 @@ DEFAULTS = {
 
 DTYPES = ("float32", "float16", "int8")
 
+# Keys an index records itself, never shown in the lists of valid settings
+INTERNAL = ("fingerprint",)
+
+# txtai's ANN backends by name (txtai 9.14 ANNFactory), besides exact FDE search and a dotted class path
+BACKENDS = ("annoy", "faiss", "ggml", "hnsw", "milvus", "numpy", "pgvector", "rabitq", "sqlite", "torch", "turbovec", "zvec")
+
+logger = logging.getLogger(__name__)
+
 
 def resolve(block):
     """
@@ -60,10 +69,10 @@ def resolve(block):
     # Unknown keys are an error: a misspelt key silently falling back to a default gives a different index
     unknown = [key for key in block if key not in DEFAULTS and key not in accepted]
     if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(key, list(DEFAULTS) + accepted, n=1)
+        key, valid = unknown[0], sorted(k for k in list(DEFAULTS) + accepted if k not in INTERNAL)
+        close = difflib.get_close_matches(str(key), valid, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ValueError(f"unknown muvera setting '{key}'{hint}, valid settings: {sorted(list(DEFAULTS) + accepted)}")
+        raise ValueError(f"unknown muvera setting '{key}'{hint}, valid settings: {valid}")
 
     # Check index settings
     candidates = settings["candidates"]
@@ -80,14 +89,77 @@ def resolve(block):
         raise ValueError(f"muvera verify must be 'lazy', 'load' or 'off', got {settings['verify']!r}")
     if not (settings["progress"] is None or isinstance(settings["progress"], bool)):
         raise ValueError(f"muvera progress must be true, false or null, got {settings['progress']!r}")
-    search = settings["search"]
-    if not (isinstance(search, str) or (isinstance(search, dict) and "backend" in search)):
-        raise ValueError(f"muvera search must be 'exact', a txtai ANN backend name or a dict with a backend key, got {search!r}")
+    checksearch(settings["search"])
 
     return settings, {key: block[key] for key in accepted if key in block}
 
 
-def indexconfig(path, block, gpu=True, batchsize=32):
+def checksearch(search):
+    """
+    Checks muvera.search when the index is created, not when it is first built: "exact", a txtai ANN backend name, a
+    dotted path to a txtai ANN class, or a dict with one of those as its backend key.
+
+    Args:
+        search: muvera.search value
+    """
+
+    choices = f"'exact', one of txtai's ANN backends {list(BACKENDS)}, a dotted path to a txtai ANN class, or a dict with a backend key"
+    backend = search.get("backend") if isinstance(search, dict) else search
+    if isinstance(search, dict) and backend == "exact":
+        backend = None
+    if not isinstance(backend, str) or not backend:
+        raise ValueError(f"muvera search must be {choices}, got {search!r}")
+
+    if backend in BACKENDS or (backend == "exact" and not isinstance(search, dict)):
+        return
+    if "muvera" in backend.lower():
+        raise ValueError("muvera search cannot delegate to the Muvera backend itself")
+
+    # A dotted path must name a txtai ANN class
+    if "." in backend.strip("."):
+        # pylint: disable=C0415
+        from txtai.ann import ANN
+        from txtai.util import Resolver
+
+        try:
+            Resolver()(backend, ANN)
+            return
+        except (ImportError, AttributeError, ValueError) as error:
+            raise ValueError(f"muvera search backend '{backend}' is not a txtai ANN class ({error}), valid: {choices}") from error
+
+    close = difflib.get_close_matches(backend, ["exact", *BACKENDS], n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ValueError(f"unknown muvera search backend '{backend}'{hint}, valid: {choices}")
+
+
+def checkconfig(config):
+    """
+    Checks the txtai config of a txtai_muvera.LateVectors index around the muvera: block: a misspelt block name is an
+    error (the index would silently use defaults), an ANN backend other than txtai_muvera.Muvera is a warning (searches
+    would return FDE scores without exact MaxSim re-ranking).
+
+    Args:
+        config: txtai embeddings config (dense slot) or scoring config (sparse slot)
+    """
+
+    if not isinstance(config, dict):
+        return
+
+    # Misspelt or miscased block name
+    for key in config:
+        if isinstance(key, str) and key != "muvera" and difflib.SequenceMatcher(None, key.lower(), "muvera").ratio() >= 0.7:
+            raise ValueError(f"unknown setting '{key}' (did you mean 'muvera'?): txtai_muvera.LateVectors reads its settings from the muvera: block")
+
+    backend = config.get("backend")
+    if not (isinstance(backend, str) and backend.endswith("Muvera")):
+        logger.warning(
+            "txtai_muvera.LateVectors with backend %r: searches return FDE scores without exact MaxSim re-ranking, "
+            "add backend: txtai_muvera.Muvera",
+            backend,
+        )
+
+
+def indexconfig(path, block, gpu=True, batchsize=32, progress=False):
     """
     Builds the txtai Embeddings config of a late-interaction index with content, from a model and a muvera: block.
 
@@ -99,6 +171,7 @@ def indexconfig(path, block, gpu=True, batchsize=32):
         block: muvera: config block
         gpu: txtai's gpu option
         batchsize: encoding batch size
+        progress: the index's progress setting (null, true or false)
 
     Returns:
         config dict
@@ -111,5 +184,5 @@ def indexconfig(path, block, gpu=True, batchsize=32):
         "content": True,
         "gpu": gpu,
         "encodebatch": batchsize,
-        "muvera": {**block, "progress": False},
+        "muvera": {**block, "progress": progress},
     }

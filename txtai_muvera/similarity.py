@@ -10,7 +10,7 @@ from txtai.pipeline import Pipeline
 from . import plugins
 from .core.inputs import matrices
 from .core.maxsim import maxsim
-from .core.ragged import pack
+from .core.ragged import pack, pad, unpad
 
 
 class Similarity(Pipeline):
@@ -56,6 +56,10 @@ class Similarity(Pipeline):
         queries = [query] if isinstance(query, str) else query
         if not isinstance(queries, (list, tuple)) or not queries:
             raise TypeError("query must be a str or a non-empty list of str")
+
+        # A padded (texts x tokens x dim) batch, as encode returns it
+        if getattr(texts, "ndim", None) == 3:
+            texts = unpad(texts)
         if not isinstance(texts, (list, tuple)):
             raise TypeError(f"texts must be a list of str or token matrices, got {type(texts).__name__}")
         if not texts:
@@ -64,8 +68,8 @@ class Similarity(Pipeline):
             raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
         # Encode all queries and all texts once, then score everything in one MaxSim call
-        qtokens, qoffsets = pack(self.encode(queries, "query"))
-        dtokens, doffsets = pack(self.encode(texts, "data"))
+        qtokens, qoffsets = pack(self.matrices(queries, "query"))
+        dtokens, doffsets = pack(self.matrices(texts, "data"))
         scores = maxsim(
             torch.from_numpy(qtokens).to(self.device), qoffsets, torch.from_numpy(dtokens).to(self.device), doffsets, reduce=self.reduce
         ).cpu()
@@ -78,7 +82,24 @@ class Similarity(Pipeline):
 
     def encode(self, data, category):
         """
-        Encodes texts to token matrices; token matrices pass through.
+        Encodes a batch like txtai's Similarity(lateencode=True).encode: one zero-padded (batch x tokens x dim) float32
+        tensor on the pipeline's device. Token counts follow PyLate, not txtai: document tokens in the model's skiplist
+        (punctuation for most ColBERT models) are dropped, so a document can have fewer rows than txtai gives it. Padding
+        rows are all zeros; __call__ accepts this tensor as texts.
+
+        Args:
+            data: list of texts or token matrices
+            category: query or data
+
+        Returns:
+            torch tensor
+        """
+
+        return torch.from_numpy(pad(self.matrices(data, category))).to(self.device)
+
+    def matrices(self, data, category):
+        """
+        Encodes texts to unpadded token matrices; token matrices pass through.
 
         Args:
             data: list of texts or token matrices

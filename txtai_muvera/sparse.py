@@ -12,14 +12,22 @@ vectormethod: txtai_muvera.LateVectors and backend: txtai_muvera.Muvera. Those k
 saved index loads later without this import. The explicit config needs no import at all:
 
     txtai.Embeddings(sparse={"path": MODEL, "vectormethod": "txtai_muvera.LateVectors", "backend": "txtai_muvera.Muvera"}, content=True)
+
+It also watches the dense slot, txtai.vectors.VectorsFactory.create: a late-interaction model given as path without a
+method gets txtai's own late-interaction index, and a warning names the txtai-muvera settings.
 """
 
 import functools
 import inspect
+import logging
+import os
 
 from txtai.models import PoolingFactory
 from txtai.scoring.sparse import Sparse
+from txtai.vectors import VectorsFactory
 from txtai.version import __version__ as TXTAI
+
+from .core import hub
 
 # txtai major versions this hook was written and tested against
 SUPPORTED = (9,)
@@ -55,6 +63,40 @@ def enable():
 
     init.txtaimuvera = True
     Sparse.__init__ = init
+
+    # Dense slot: warn about a late-interaction model without a vector method
+    create = VectorsFactory.create
+
+    @functools.wraps(create)
+    def dense(config, *args, **kwargs):
+        if isinstance(config, dict):
+            warn(config)
+        return create(config, *args, **kwargs)
+
+    VectorsFactory.create = staticmethod(dense)
+
+
+def warn(config):
+    """
+    Warns when a dense config names a late-interaction model without a vector method: txtai then builds its own
+    late-interaction index, not txtai-muvera's.
+
+    Args:
+        config: embeddings config
+    """
+
+    path = config.get("path")
+    if not isinstance(path, str) or config.get("method") or not (os.path.isdir(path) or hub.reachable()[0]):
+        return
+
+    if PoolingFactory.method(path) == "latepooling":
+        logging.getLogger(__name__).warning(
+            "%s is a late-interaction model and no method is set, so txtai builds its own late-interaction index: "
+            "for txtai-muvera set method: %s and backend: %s",
+            path,
+            VECTORMETHOD,
+            BACKEND,
+        )
 
 
 def configure(config):

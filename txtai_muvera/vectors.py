@@ -6,15 +6,15 @@ import os
 
 import numpy as np
 
-from tqdm.auto import tqdm
 from txtai.vectors import Vectors
 
-from . import plugins
+from . import plugins, progress
 from .array import LateArray
 from .core.inputs import check, matrices as tokenmatrices
 from .core.maxsim import maxsim
 from .core.ragged import pack
-from .settings import resolve
+from .errors import configuration
+from .settings import checkconfig, resolve
 
 
 class LateVectors(Vectors):
@@ -28,16 +28,22 @@ class LateVectors(Vectors):
     """
 
     def __init__(self, config, scoring, models):
-        # Index settings and encoding parameters from the muvera: block, validated before the model loads
-        self.settings, self.params = resolve(config.get("muvera") if config else None)
+        # Configuration errors reach the user as ConfigurationError, not as txtai's "Unable to resolve vectors backend"
+        with configuration():
+            # Index settings and encoding parameters from the muvera: block, validated before the model loads
+            checkconfig(config)
+            self.settings, self.params = resolve(config.get("muvera") if config else None)
 
-        if config and config.get("quantize"):
-            raise ValueError("quantize is not supported by txtai_muvera.LateVectors, set muvera: {dtype: int8} to shrink token vectors")
+            if config and config.get("quantize"):
+                raise ValueError("quantize is not supported by txtai_muvera.LateVectors, set muvera: {dtype: int8} to shrink token vectors")
 
-        super().__init__(config, scoring, models)
+            super().__init__(config, scoring, models)
 
-        # Fixed dimensional encoding built for this model's token width
-        self.encoding = plugins.lookup("encodings", self.settings["encoding"])(dimension=self.model.dimension, **self.params)
+            # Fixed dimensional encoding built for this model's token width
+            self.encoding = plugins.lookup("encodings", self.settings["encoding"])(dimension=self.model.dimension, **self.params)
+
+        # Progress display of a running index() call
+        self.bar = None
 
         # Sparse scoring reads this flag: scores are MaxSim scores already, txtai must not rescale them
         self.isnormalize = True
@@ -55,17 +61,18 @@ class LateVectors(Vectors):
         # A different model is refused before any document is read: txtai writes documents to its database as they stream
         self.checkmodel()
 
-        # Check each document as it streams, then count it
-        progress = self.settings["progress"]
-        with tqdm(desc="Encoding", unit="docs", disable=None if progress is None else not progress) as bar:
+        # Check each document as it streams; progress counts documents once they are encoded
+        with progress.bar("Encoding", "docs", self.settings["progress"]) as self.bar:
 
             def stream():
                 for document in documents:
                     self.checkdocument(document)
-                    bar.update(1)
                     yield document
 
-            return super().index(stream(), batchsize, checkpoint)
+            try:
+                return super().index(stream(), batchsize, checkpoint)
+            finally:
+                self.bar = None
 
     def checkdocument(self, document):
         """
@@ -134,11 +141,22 @@ class LateVectors(Vectors):
         self.checkmodel()
 
         # Encode texts, keep pre-encoded token matrices
-        matrices = tokenmatrices(self.model, data, category, dtype=self.settings["dtype"])
+        matrices = tokenmatrices(self.model, data, category, dtype=self.settings["dtype"], progress=self.bar if category == "data" else None)
+
+        # Empty or blank documents hold one zero token vector: stored and counted, scored 0, so never returned by search
+        # (PyLate would encode their marker tokens, which match every query)
+        if category == "data":
+            empty = np.zeros((1, self.model.dimension), np.float32)
+            matrices = [empty if isinstance(x, str) and not x.strip() else m for x, m in zip(data, matrices)]
+
         tokens, offsets = pack(matrices) if matrices else (np.zeros((0, self.model.dimension), np.float32), np.zeros(1, np.int64))
 
         # Fixed dimensional encoding, unnormalised: L2 normalising FDE rows would distort MUVERA's inner products
         fdes = self.encoding(tokens, offsets, category)
+
+        # Pre-encoded token matrices count once their FDE rows exist (texts counted as they were encoded)
+        if self.bar is not None and category == "data":
+            self.bar.update(sum(not isinstance(x, str) for x in data))
 
         return LateArray(fdes, tokens=tokens, offsets=offsets, fingerprint=self.fingerprint(), encoding=self.encoding.config())
 

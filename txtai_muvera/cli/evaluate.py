@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from .. import plugins
 from ..core.maxsim import maxsim
-from ..core.ragged import pack
+from ..core.ragged import pack, pad
+from ..errors import configuration
 from ..settings import indexconfig, resolve
 
 # Retrieval depth of the metrics: nDCG@10 and MRR@10 read the top 10, recall@100 the top 100
@@ -37,7 +38,19 @@ class Evaluate:
     """
 
     def __init__(
-        self, model, folder, split="test", queries=None, muvera=None, batchsize=32, gpu=True, compare=None, comparequeries=20, progress=True
+        self,
+        model,
+        folder,
+        split="test",
+        queries=None,
+        muvera=None,
+        batchsize=32,
+        gpu=True,
+        compare=None,
+        comparequeries=20,
+        progress=True,
+        sample=None,
+        seed=0,
     ):
         """
         Creates an evaluation.
@@ -53,6 +66,8 @@ class Evaluate:
             compare: None or "txtai" to add txtai's own late-interaction pipeline
             comparequeries: number of queries txtai's Reranker latency is measured on (it encodes every candidate)
             progress: shows progress bars
+            sample: evaluates on this many documents: every document judged for the evaluated queries, then random others
+            seed: random seed of the sample
         """
 
         if compare not in (None, "txtai"):
@@ -69,8 +84,13 @@ class Evaluate:
         self.batchsize, self.gpu, self.compare, self.comparequeries = batchsize, gpu, compare, comparequeries
         self.progress = progress
 
-        # Dataset
+        # Dataset, optionally a sample of the corpus that keeps every judged document
+        if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
+            raise ValueError(f"sample must be a positive integer, got {sample!r}")
         self.ids, self.texts, self.queries, self.qrels = beir(folder, split, queries)
+        self.sample = subsample(self.ids, self.texts, self.qrels, sample, seed) if sample else None
+        if self.sample:
+            self.ids, self.texts = self.sample.pop("ids"), self.sample.pop("texts")
 
         # Shared model cache of every txtai_muvera index this evaluation loads
         self.models = {}
@@ -88,15 +108,16 @@ class Evaluate:
 
         candidates = self.settings["candidates"]
         results = {
-            "dataset": {"path": self.folder, "split": self.split, "documents": len(self.ids), "queries": len(self.queries)},
+            "dataset": {"path": self.folder, "split": self.split, "documents": len(self.ids), "queries": len(self.queries), "sample": self.sample},
             "model": self.model,
             "settings": {"muvera": self.block, "candidates": candidates, "dtype": self.settings["dtype"], "reduce": self.settings["reduce"]},
             "environment": environment(),
         }
 
         with tempfile.TemporaryDirectory(prefix="txtai-muvera-evaluate-") as directory:
-            # Encode the corpus and the queries once
-            encoder = plugins.lookup("encoders", self.settings["encoder"])(self.model, gpu=self.gpu, batchsize=self.batchsize)
+            # Encode the corpus and the queries once; a model that cannot load is a ConfigurationError
+            with configuration():
+                encoder = plugins.lookup("encoders", self.settings["encoder"])(self.model, gpu=self.gpu, batchsize=self.batchsize)
             start = time.perf_counter()
             matrices = encoder.encode(self.texts, category="data", progress=self.progress)
             encoding = time.perf_counter() - start
@@ -124,23 +145,22 @@ class Evaluate:
             results["settings"]["fde"]["dimensions"] = config["dimensions"]
             storage = sizes(path, len(self.ids))
 
-            # MUVERA + re-rank and MUVERA only, one query at a time through Embeddings.search
-            limit = min(DEPTH, candidates) if candidates else DEPTH
-            runs, latencies = {}, {}
+            # MUVERA + re-rank, MUVERA only and the sweep's candidate counts: one measurement per setting, all settings
+            # searched query by query in turn, so that machine load affects each alike; the table and the sweep share it
+            values = list(dict.fromkeys(([candidates] if candidates else []) + [0] + list(sweep or [])))
+            measured = self.measurements(path, config, values)
+            latencies = {}
             for mode, value in (("rerank", candidates), ("muvera", 0)):
                 if mode == "rerank" and not candidates:
                     continue
 
-                embeddings = self.load(path, config, value)
-                label = f"Searching ({MODES[mode].format(candidates=value)})"
-                runs[mode], latencies[mode] = search(embeddings, self.queries, DEPTH if mode == "muvera" else limit, label, self.progress)
-                modes[mode] = {**measure(self.qrels, runs[mode]), **percentiles(latencies[mode]), "exact@10": agreement(run, runs[mode])}
+                rows, latencies[mode] = measured[value]
+                modes[mode] = {**measure(self.qrels, rows), **percentiles(latencies[mode]), "exact@10": agreement(run, rows)}
                 self.log("txtai-muvera", MODES[mode].format(candidates=value), modes[mode])
-                embeddings.close()
 
             # Real end-to-end indexing from texts; its results must match the index built from token matrices
             loads = [loadaverage()]
-            embeddings, seconds = self.index(((uid, text, None) for uid, text in zip(self.ids, self.texts)), "Indexing texts")
+            embeddings, seconds = self.index(((uid, text, None) for uid, text in zip(self.ids, self.texts)), "Indexing texts (encoding)")
             loads.append(loadaverage())
 
             # txtai's own pipeline indexes right after, so both timings see the same load on a shared machine
@@ -163,9 +183,9 @@ class Evaluate:
                 "loadavg": loads,
             }
 
-            # Candidates sweep
+            # Candidates sweep, from the same measurements as the table
             if sweep:
-                results["sweep"] = self.sweep(path, config, sweep)
+                results["sweep"] = self.sweep(measured, sweep)
 
             # txtai's own late-interaction pipeline, timed query by query alongside our indexes
             if peer:
@@ -247,9 +267,12 @@ class Evaluate:
         # pylint: disable=C0415
         from txtai import Embeddings
 
+        # The index's own progress counts documents once encoded, so its rate is the real one
         embeddings = Embeddings(self.config())
+        if self.progress:
+            tqdm.write(f"{description}: {len(self.ids):,} documents", file=sys.stderr)
         start = time.perf_counter()
-        embeddings.index(tqdm(documents, total=len(self.ids), desc=description, unit="docs", disable=not self.progress))
+        embeddings.index(documents)
         return embeddings, time.perf_counter() - start
 
     def load(self, path, config, candidates):
@@ -274,13 +297,13 @@ class Evaluate:
 
     def config(self):
         """
-        Builds the txtai_muvera index configuration. Its own indexing progress bar is off: callers show one.
+        Builds the txtai_muvera index configuration, with the index's own progress bar when progress is on.
 
         Returns:
             config dict
         """
 
-        return indexconfig(self.model, self.block, self.gpu, self.batchsize)
+        return indexconfig(self.model, self.block, self.gpu, self.batchsize, progress=True if self.progress else False)
 
     def consistency(self, embeddings, path, config, count=20):
         """
@@ -306,13 +329,35 @@ class Evaluate:
 
         return {"queries": len(same), "identical_top10": sum(same) / len(same) if same else None}
 
-    def sweep(self, path, config, values):
+    def measurements(self, path, config, values):
         """
-        Measures nDCG@10 and query latency for each number of re-ranked candidates, reusing one saved index.
+        Measures each number of re-ranked candidates on the saved index: every query is searched with every setting in
+        turn (interleaved, order rotated per query), so the settings see the same machine load and warm caches.
 
         Args:
             path: index folder
             config: index configuration
+            values: candidate counts, 0 for MUVERA only
+
+        Returns:
+            {candidates: (run, latencies in seconds)}
+        """
+
+        indexes = [self.load(path, config, value) for value in values]
+        limits = [min(DEPTH, value) if value else DEPTH for value in values]
+        label = f"Searching {len(values)} setting{'s' if len(values) > 1 else ''} (candidates {', '.join(map(str, values))}), interleaved"
+        runs, latencies = interleaved(list(zip(indexes, limits)), self.queries, label, self.progress)
+        for embeddings in indexes:
+            embeddings.close()
+
+        return {value: (run, latency) for value, run, latency in zip(values, runs, latencies)}
+
+    def sweep(self, measured, values):
+        """
+        Reports nDCG@10 and query latency for each number of re-ranked candidates, from the shared measurements.
+
+        Args:
+            measured: {candidates: (run, latencies)} from measurements
             values: candidate counts
 
         Returns:
@@ -321,13 +366,11 @@ class Evaluate:
 
         rows = []
         for value in values:
-            embeddings = self.load(path, config, value)
-            run, latencies = search(embeddings, self.queries, CUTOFF, f"Sweep, re-rank top {value}", self.progress)
-            # Searches return the top 10 only: recall@100 does not apply
-            metrics = {name: score for name, score in measure(self.qrels, run).items() if name != f"recall@{DEPTH}"}
+            run, latencies = measured[value]
+            # Fewer results than DEPTH: recall@100 does not apply
+            metrics = {name: score for name, score in measure(self.qrels, run).items() if value >= DEPTH or name != f"recall@{DEPTH}"}
             rows.append({"candidates": value, **metrics, **percentiles(latencies)})
             self.log("txtai-muvera", f"sweep, re-rank top {value}", rows[-1])
-            embeddings.close()
 
         return rows
 
@@ -483,7 +526,7 @@ class Peer:
         ids, queries = self.evaluate.ids, list(self.evaluate.queries)
         results = [[] for _ in queries]
         for start in tqdm(range(0, len(vectors), chunk), desc="txtai exact MaxSim", unit="chunks", disable=not self.evaluate.progress):
-            batch = padded(vectors[start : start + chunk])
+            batch = torch.from_numpy(pad(vectors[start : start + chunk]))
             for qstart in range(0, len(queries), qchunk):
                 for x, rows in enumerate(encoder.score(qvectors[qstart : qstart + qchunk], batch, DEPTH)):
                     results[qstart + x].extend((start + index, score) for index, score in rows)
@@ -512,7 +555,7 @@ class Peer:
                 run[uid] = {}
                 continue
 
-            scores = encoder.score(qvectors[x : x + 1], padded([vectors[positions[row]] for row in rows]), DEPTH)[0]
+            scores = encoder.score(qvectors[x : x + 1], torch.from_numpy(pad([vectors[positions[row]] for row in rows])), DEPTH)[0]
             run[uid] = {rows[index]: score for index, score in scores}
 
         return run
@@ -610,6 +653,33 @@ def beir(folder, split="test", limit=None):
         raise ValueError(f"{folder} has {len(ids)} documents and {len(queries)} queries with {split} qrels, both must be > 0")
 
     return ids, texts, queries, {uid: qrels[uid] for uid in queries}
+
+
+def subsample(ids, texts, qrels, size, seed=0):
+    """
+    Samples documents for a quicker evaluation: every document judged for the evaluated queries, then random others up
+    to size, in corpus order.
+
+    Args:
+        ids: document ids
+        texts: document texts
+        qrels: {query id: {document id: relevance}} of the evaluated queries
+        size: number of documents
+        seed: random seed
+
+    Returns:
+        dict with ids, texts, size (asked), judged (documents kept because judged) and seed
+    """
+
+    judged = {uid for documents in qrels.values() for uid in documents}
+    keep = np.array([uid in judged for uid in ids])
+    others = np.flatnonzero(~keep)
+    extra = max(0, min(size - int(keep.sum()), len(others)))
+    keep[np.random.default_rng(seed).choice(others, extra, replace=False)] = True
+
+    chosen = np.flatnonzero(keep)
+    judged = int(sum(uid in judged for uid in ids))
+    return {"ids": [ids[x] for x in chosen], "texts": [texts[x] for x in chosen], "size": size, "judged": judged, "seed": seed}
 
 
 def jsonl(path):
@@ -732,7 +802,7 @@ def pyplot():
 def search(embeddings, queries, limit, description, progress, other=None, otherlimit=None):
     """
     Runs queries one at a time through Embeddings.search and times each end to end. An optional other index answers each
-    query right after, timed too: interleaving keeps a comparison fair when other processes load the machine.
+    query too, timed: interleaving keeps a comparison fair when other processes load the machine.
 
     Args:
         embeddings: embeddings index
@@ -748,22 +818,39 @@ def search(embeddings, queries, limit, description, progress, other=None, otherl
     """
 
     indexes = [(embeddings, limit)] + ([(other, otherlimit or limit)] if other else [])
+    runs, latencies = interleaved(indexes, queries, description, progress)
+    return (runs[0], *latencies)
+
+
+def interleaved(indexes, queries, description, progress):
+    """
+    Searches every query on every index in turn, one query at a time, timing each search end to end. The order of the
+    indexes rotates from query to query, so that no index is always the first (colder caches) or the last.
+
+    Args:
+        indexes: list of (embeddings, limit)
+        queries: {query id: query text}
+        description: progress bar label
+        progress: shows a progress bar
+
+    Returns:
+        (runs, latencies): per index, {query id: {document id: score}} and latencies in seconds
+    """
 
     # Warm up, untimed: the first search loads lazily initialised state
     for index, depth in indexes:
         index.search(next(iter(queries.values())), depth)
 
-    run, latencies = {}, [[] for _ in indexes]
-    for uid, query in tqdm(queries.items(), desc=description, unit="queries", disable=not progress):
-        for x, (index, depth) in enumerate(indexes):
+    runs, latencies = [{} for _ in indexes], [[] for _ in indexes]
+    for y, (uid, query) in enumerate(tqdm(queries.items(), desc=description, unit="queries", disable=not progress)):
+        for x in (np.arange(len(indexes)) + y) % len(indexes):
+            index, depth = indexes[x]
             start = time.perf_counter()
             rows = index.search(query, depth)
             latencies[x].append(time.perf_counter() - start)
+            runs[x][uid] = {row["id"] if isinstance(row, dict) else row[0]: row["score"] if isinstance(row, dict) else row[1] for row in rows}
 
-            if not x:
-                run[uid] = {row["id"] if isinstance(row, dict) else row[0]: row["score"] if isinstance(row, dict) else row[1] for row in rows}
-
-    return (run, *latencies)
+    return runs, latencies
 
 
 def percentiles(latencies):
@@ -779,24 +866,6 @@ def percentiles(latencies):
 
     values = np.asarray(latencies, dtype=np.float64) * 1000
     return {"p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95)), "mean_ms": float(values.mean())}
-
-
-def padded(matrices):
-    """
-    Pads token matrices with zero rows into one 3D tensor, txtai's LateEncoder input format.
-
-    Args:
-        matrices: list of (tokens x dim) tensors
-
-    Returns:
-        (matrices x tokens x dim) tensor
-    """
-
-    batch = torch.zeros((len(matrices), max(m.shape[0] for m in matrices), matrices[0].shape[1]), dtype=torch.float32)
-    for x, matrix in enumerate(matrices):
-        batch[x, : matrix.shape[0]] = matrix
-
-    return batch
 
 
 def sizes(path, count):
@@ -857,8 +926,8 @@ def table(results):
     dataset, settings = results["dataset"], results["settings"]
     candidates, fde = settings["candidates"], settings.get("fde", {})
     lines = [
-        f"Dataset: {dataset['path']} ({dataset['split']}), {dataset['documents']:,} documents, {dataset['queries']:,} queries. "
-        f"Model: {results['model']}.",
+        f"Dataset: {dataset['path']} ({dataset['split']}), {dataset['documents']:,} documents, {dataset['queries']:,} queries"
+        f"{sampled(dataset.get('sample'))}. Model: {results['model']}.",
         f"FDE: {fde.get('repetitions')} repetitions x 2^{fde.get('hashes')} partitions x {fde.get('projection') or 'identity'} {fde.get('projector')} projection"
         f"{' -> ' + str(fde['final']) if fde.get('final') else ''} = {fde.get('dimensions', 0):,} dimensions, normalize {fde.get('normalize')}, "
         f"fill {fde.get('fill')}; "
@@ -920,6 +989,20 @@ def table(results):
         lines.append(f"Indexing throughput: txtai-muvera / txtai documents per second = {ratio['documents_per_second']:.2f}x.")
 
     return "\n".join(lines)
+
+
+def sampled(sample):
+    """
+    Describes a corpus sample for the table.
+
+    Args:
+        sample: sample dict of the results, or None
+
+    Returns:
+        text
+    """
+
+    return f" (sample of {sample['size']:,}: every one of the {sample['judged']:,} judged documents kept, seed {sample['seed']})" if sample else ""
 
 
 def plot(results, path):

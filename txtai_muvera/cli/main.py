@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from ..errors import configuration
+
 
 def plugins(args):
     """
@@ -63,18 +65,22 @@ def evaluate(args):
         if getattr(args, key) is not None:
             block[key] = getattr(args, key)
 
-    evaluation = Evaluate(
-        args.model,
-        args.folder,
-        split=args.split,
-        queries=args.queries,
-        muvera=block,
-        batchsize=args.batchsize,
-        gpu=not args.cpu,
-        compare=args.compare,
-        comparequeries=args.compare_queries,
-        progress=not args.no_progress,
-    )
+    # Bad options and paths are one line (see main), not a traceback
+    with configuration():
+        evaluation = Evaluate(
+            args.model,
+            args.folder,
+            split=args.split,
+            queries=args.queries,
+            muvera=block,
+            batchsize=args.batchsize,
+            gpu=not args.cpu,
+            compare=args.compare,
+            comparequeries=args.compare_queries,
+            progress=not args.no_progress,
+            sample=args.sample,
+            seed=args.seed,
+        )
     results = evaluation(sweep=[int(x) for x in args.sweep.split(",")] if args.plot else None)
 
     # Table, then the optional JSON and plot files
@@ -114,23 +120,24 @@ def tune(args):
 
     fills = values(args.fill, boolean)
     grid = configurations(values(args.repetitions), values(args.hashes), values(args.projection), values(args.final), fills, args.baseline)
-    tuning = Tune(
-        args.model,
-        args.corpus,
-        split=args.split,
-        queryfile=args.query_file,
-        queries=args.queries,
-        sample=args.sample,
-        seed=args.seed,
-        grid=grid,
-        depths=values(args.depths),
-        target=args.target,
-        objective=args.objective,
-        dtype=args.dtype,
-        batchsize=args.batchsize,
-        gpu=not args.cpu,
-        progress=not args.no_progress,
-    )
+    with configuration():
+        tuning = Tune(
+            args.model,
+            args.corpus,
+            split=args.split,
+            queryfile=args.query_file,
+            queries=args.queries,
+            sample=args.sample,
+            seed=args.seed,
+            grid=grid,
+            depths=values(args.depths),
+            target=args.target,
+            objective=args.objective,
+            dtype=args.dtype,
+            batchsize=args.batchsize,
+            gpu=not args.cpu,
+            progress=not args.no_progress,
+        )
     results = tuning(verify=args.verify)
 
     print(table(results))
@@ -174,8 +181,14 @@ def parser():
     command.add_argument("--compare", choices=["txtai"], help="add txtai's own late-interaction pipeline as extra rows")
     command.add_argument("--compare-queries", type=int, default=20, help="queries txtai's Reranker latency is measured on (default: 20)")
     command.add_argument("--json", help="write every figure to this JSON file")
-    command.add_argument("--plot", help="plot nDCG@10 and latency against re-ranked candidates to this PNG file")
+    command.add_argument(
+        "--plot",
+        help="plot nDCG@10 and latency against re-ranked candidates to this PNG file. Cost: one more search per query for each "
+        "--sweep count (6 by default) on the saved index, interleaved with the table's searches; nothing is re-encoded",
+    )
     command.add_argument("--sweep", default="10,25,50,100,200,500", help="re-ranked candidate counts of the plot (default: 10,25,50,100,200,500)")
+    command.add_argument("--sample", type=int, help="evaluate on N documents: every document judged for the evaluated queries, then random others")
+    command.add_argument("--seed", type=int, default=0, help="seed of --sample (default: 0)")
     command.add_argument("--no-progress", action="store_true", help="hide progress bars")
     command.set_defaults(run=evaluate)
 
@@ -219,5 +232,15 @@ def main(argv=None):
         exit code
     """
 
+    # pylint: disable=C0415
+    from ..errors import ConfigurationError
+    from ..core.hub import HubError
+
     args = parser().parse_args(argv if argv is not None else sys.argv[1:])
-    return args.run(args)
+
+    # A configuration problem is one line naming it, like argparse's own errors
+    try:
+        return args.run(args)
+    except (ConfigurationError, HubError) as error:
+        print(f"txtai-muvera {args.command}: error: {error}", file=sys.stderr)
+        return 2

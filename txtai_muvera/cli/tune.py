@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import plugins
+from ..errors import configuration
 from .evaluate import beir, environment, jsonl
 from ..core.maxsim import maxsim
 from ..core.ragged import pack
@@ -144,7 +145,9 @@ class Tune:
             (document token matrices, query token matrices)
         """
 
-        encoder = plugins.lookup("encoders", "colbert")(self.model, gpu=self.gpu, batchsize=self.batchsize)
+        # A model that cannot load is a ConfigurationError: the command line prints it as one line
+        with configuration():
+            encoder = plugins.lookup("encoders", "colbert")(self.model, gpu=self.gpu, batchsize=self.batchsize)
         matrices = encoder.encode(self.texts, category="data", progress=self.progress)
         qmatrices = encoder.encode(self.queries, category="query", progress=self.progress)
 

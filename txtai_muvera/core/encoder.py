@@ -15,13 +15,15 @@ import numpy as np
 import torch
 
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+from huggingface_hub.errors import EntryNotFoundError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging
+
+from . import hub
 
 
 class LateEncoder:
@@ -43,7 +45,7 @@ class LateEncoder:
         if not isinstance(batchsize, int) or isinstance(batchsize, bool) or batchsize < 1:
             raise ValueError(f"batchsize must be a positive int, got {batchsize!r}")
 
-        self.path, self.revision, self.batchsize = str(path), revision, batchsize
+        self.path, self.revision, self.batchsize = hub.expand(str(path)), revision, batchsize
         self.device = LateEncoder.select(gpu)
 
         # Local folder or model hub id, checked before anything is read
@@ -51,13 +53,19 @@ class LateEncoder:
         if not self.local:
             LateEncoder.checkhub(self.path)
 
+            # Hub unreachable: its cached snapshot, or one line saying what to do, never a retry loop
+            cached = hub.folder(self.path, self.revision)
+            if cached:
+                self.path, self.local = cached, True
+
         # Checkpoint format decides where the settings and the projection come from
         if self.location("modules.json"):
             subfolder, settings, layers, lowercase, prompt = self.pylate()
         elif self.stanfordformat():
             subfolder, settings, layers, lowercase, prompt = self.stanford()
         else:
-            raise ValueError(f"no modules.json (PyLate) or artifact.metadata/linear.weight (Stanford) in {self.path}")
+            where = self.path if self.local else f"{self.path} on the model hub ({hub.endpoint()})"
+            raise ValueError(f"no modules.json (PyLate) or artifact.metadata/linear.weight (Stanford) in {where}")
 
         self.settings, self.lowercase, self.prompt = settings, lowercase, prompt
 
@@ -111,7 +119,7 @@ class LateEncoder:
             texts: list of strings
             category: "query" or "data"
             batchsize: overrides the default batch size
-            progress: shows a progress bar when True
+            progress: shows a progress bar when True, or counts encoded texts on a given tqdm-like object
 
         Returns:
             list of float32 numpy arrays, one (tokens x dimension) matrix per text, L2 normalised, unpadded
@@ -135,13 +143,18 @@ class LateEncoder:
         order = np.argsort([-len(text) for text in texts], kind="stable")
 
         results = [None] * len(texts)
-        with torch.inference_mode(), tqdm(total=len(texts), desc=f"Encoding {category}", disable=not progress) as bar:
+        owned = not hasattr(progress, "update")
+        bar = tqdm(total=len(texts), desc=f"Encoding {category}", disable=not progress) if owned else progress
+        with torch.inference_mode():
             for start in range(0, len(texts), batchsize):
                 indices = order[start : start + batchsize]
                 for x, matrix in zip(indices, self.batch([texts[x] for x in indices], query)):
                     results[x] = matrix
 
                 bar.update(len(indices))
+
+        if owned:
+            bar.close()
 
         return results
 
@@ -336,14 +349,18 @@ class LateEncoder:
             transformers model
         """
 
-        verbosity = logging.get_verbosity()
+        # Quiet load: no warnings and no "Loading weights" bar
+        verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
         logging.set_verbosity_error()
+        logging.disable_progress_bar()
         try:
             model, info = AutoModel.from_pretrained(
                 self.path, subfolder=subfolder, revision=self.revision, dtype=torch.float32, output_loading_info=True
             )
         finally:
             logging.set_verbosity(verbosity)
+            if bars:
+                logging.enable_progress_bar()
 
         # Pooler weights are unused, everything else must come from the checkpoint
         missing = sorted(key for key in info.get("missing_keys", ()) if "pooler" not in key)
@@ -495,6 +512,8 @@ class LateEncoder:
             return Path(hf_hub_download(self.path, filename, subfolder=subfolder or None, revision=self.revision))
         except EntryNotFoundError:
             return None
+        except (RepositoryNotFoundError, RevisionNotFoundError) as error:
+            raise hub.notfound(self.path, error) from None
 
     def readjson(self, name):
         """

@@ -8,7 +8,7 @@ import numpy as np
 LIMITS = {"float32": float(np.finfo(np.float32).max), "float16": float(np.finfo(np.float16).max), "int8": float(np.finfo(np.float32).max)}
 
 
-def matrices(encoder, data, category, names=None, dtype="float32"):
+def matrices(encoder, data, category, names=None, dtype="float32", progress=None):
     """
     Turns a batch of texts and/or pre-encoded token matrices into token matrices. All texts are encoded in one call
     so that the encoder can sort them by length.
@@ -19,6 +19,7 @@ def matrices(encoder, data, category, names=None, dtype="float32"):
         category: query or data
         names: optional labels of the items for error messages ("document 7"), "query 0", "document 0", ... otherwise
         dtype: token dtype the matrices will be stored in, values past its range are refused
+        progress: optional progress display, counts texts as they are encoded
 
     Returns:
         list of float32 token matrices
@@ -35,7 +36,7 @@ def matrices(encoder, data, category, names=None, dtype="float32"):
             results[x] = value
 
     if texts:
-        for x, result in zip(positions, encoder.encode(texts, category=category)):
+        for x, result in zip(positions, encoder.encode(texts, category=category, **({"progress": progress} if progress is not None else {}))):
             results[x] = result
 
     return results

@@ -71,3 +71,36 @@ def segments(offsets):
 
     offsets = np.asarray(offsets, dtype=np.int64)
     return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+
+
+def pad(matrices):
+    """
+    Pads token matrices with zero rows into one (matrices x tokens x dim) array, txtai's multi-vector format.
+
+    Args:
+        matrices: list of (tokens x dim) numpy arrays or torch tensors
+
+    Returns:
+        float32 numpy array
+    """
+
+    batch = np.zeros((len(matrices), max(m.shape[0] for m in matrices), matrices[0].shape[1]), dtype=np.float32)
+    for x, matrix in enumerate(matrices):
+        batch[x, : matrix.shape[0]] = np.asarray(matrix, dtype=np.float32)
+
+    return batch
+
+
+def unpad(batch):
+    """
+    Splits a zero-padded (matrices x tokens x dim) array into token matrices, dropping all-zero rows (padding).
+
+    Args:
+        batch: 3D numpy array or torch tensor
+
+    Returns:
+        list of (tokens x dim) numpy arrays
+    """
+
+    batch = batch.detach().cpu().numpy() if hasattr(batch, "detach") else np.asarray(batch)
+    return [matrix[np.abs(matrix).sum(axis=1) > 0] for matrix in batch]

@@ -14,8 +14,5 @@ def register_encoders(register):
         register: callback
     """
 
-    # pylint: disable=C0415
-    # Imported on use: the encoder pulls in torch and transformers
-    from ..core.encoder import LateEncoder
-
-    register("colbert", LateEncoder)
+    # A "module:qualname" path: imported on first lookup, so listing plugins imports neither torch nor txtai
+    register("colbert", "txtai_muvera.core.encoder:LateEncoder")

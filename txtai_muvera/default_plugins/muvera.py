@@ -14,7 +14,5 @@ def register_encodings(register):
         register: callback
     """
 
-    # pylint: disable=C0415
-    from ..core.fde import FDE
-
-    register("muvera", FDE)
+    # A "module:qualname" path: imported on first lookup, so listing plugins imports neither torch nor txtai
+    register("muvera", "txtai_muvera.core.fde:FDE")

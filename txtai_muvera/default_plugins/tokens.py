@@ -14,7 +14,5 @@ def register_stores(register):
         register: callback
     """
 
-    # pylint: disable=C0415
-    from ..core.store import TokenStore
-
-    register("tokens", TokenStore)
+    # A "module:qualname" path: imported on first lookup, so listing plugins imports neither torch nor txtai
+    register("tokens", "txtai_muvera.core.store:TokenStore")
