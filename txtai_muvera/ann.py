@@ -15,9 +15,9 @@ from txtai.ann import ANN, ANNFactory
 
 from . import plugins
 from .array import LateArray
+from .certified import Screens, topk
 from .files import checksize, npyheader, sha256
 from .folder import recover, replace
-from .maxsim import maxsim
 from .settings import resolve
 
 # Metadata file format of a saved Muvera index folder
@@ -122,6 +122,9 @@ class Muvera(ANN):
         # Searches share the index, writes take it exclusively
         self.lock = ReadWriteLock()
 
+        # int8 screens of the stored token matrices for certified and approximate re-ranking, built on first use
+        self.screens = Screens()
+
     def index(self, embeddings):
         store = self.tokenstore(embeddings)
         fdes = self.rows(embeddings)
@@ -214,10 +217,10 @@ class Muvera(ANN):
 
                 documents, offsets, scales = self.store.gather(ids)
                 query = tokens[queries.offsets[x] : queries.offsets[x + 1]]
-                scores = maxsim(query, np.array([0, len(query)]), documents, offsets, reduce=self.settings["reduce"], scales=scales)[0]
-
-                top = torch.topk(scores, min(limit, len(ids)))
-                results.append([(ids[i], score) for i, score in zip(top.indices.tolist(), top.values.tolist())])
+                precision = self.settings["precision"]
+                screen = self.screens.gather(self.store, ids) if precision != "exact" else None
+                top = topk(query, [0, len(query)], documents, offsets, limit, self.settings["reduce"], scales, precision, screen)[0]
+                results.append([(ids[i], score) for i, score in top])
 
             return results
 

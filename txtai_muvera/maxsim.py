@@ -11,6 +11,12 @@ BUDGET = 1 << 20
 # Most query tokens scored at once: larger blocks make the products efficient, smaller ones leave room for more document tokens
 QUERYTOKENS = 1 << 10
 
+# Accelerators: each chunk is a few kernel launches, so chunks are far larger (elements of the padded product)
+DEVICEBUDGET = 1 << 26
+
+# Accelerators: query tokens scored at once
+DEVICEQUERYTOKENS = 1 << 13
+
 
 @torch.no_grad()
 def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
@@ -18,7 +24,8 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     Scores every query against every document with late interaction (MaxSim), documents held ragged.
 
     Each chunk of documents takes one matrix product of all query tokens against all its tokens, a segmented max over each
-    document's tokens and a segmented sum over each query's tokens. Nothing is padded.
+    document's tokens and a segmented sum over each query's tokens. Nothing is padded on CPU; on accelerators each chunk's
+    documents are padded to its longest one for a batched product and a masked max.
 
     Documents without tokens score -inf (0.0 could outrank real matches with negative scores). Queries without tokens score 0.0.
 
@@ -71,12 +78,15 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     qlengths, dlengths = np.diff(qoffsets), np.diff(doffsets)
     scores = torch.zeros((len(qlengths), len(dlengths)), dtype=torch.float32, device=device)
 
-    for qstart, qend in chunks(qoffsets, QUERYTOKENS):
+    # Chunk sizes: cache sized on CPU, large on accelerators (padded products)
+    budget, querytokens = (BUDGET, QUERYTOKENS) if device.type == "cpu" else (DEVICEBUDGET, DEVICEQUERYTOKENS)
+
+    for qstart, qend in chunks(qoffsets, querytokens):
         # Query token rows of this query chunk and the query each row belongs to
         qtokens = queries[qoffsets[qstart] : qoffsets[qend]]
         owners = torch.from_numpy(np.repeat(np.arange(qend - qstart), qlengths[qstart:qend])).to(device)
 
-        for dstart, dend in chunks(doffsets, max(1, BUDGET // max(1, len(qtokens)))):
+        for dstart, dend in chunks(doffsets, max(1, budget // max(1, len(qtokens)))):
             # Document tokens of this chunk, dequantized when needed
             dtokens = documents[doffsets[dstart] : doffsets[dend]].to(dtype)
             if scales is not None:
@@ -139,11 +149,11 @@ def segmax(qtokens, dtokens, offsets):
     if not nonempty.any() or not qtokens.shape[0]:
         return torch.zeros((qtokens.shape[0], len(lengths)), dtype=torch.float32, device=qtokens.device)
 
-    # NumPy's reduceat on CPU, far faster there than torch.segment_reduce, which runs on every device
+    # NumPy's reduceat on CPU; on accelerators, documents padded per chunk and one batched product
     if qtokens.device.type == "cpu":
         best = reduceat(qtokens, dtokens, offsets[:-1][nonempty])
     else:
-        best = segmented(qtokens, dtokens, torch.from_numpy(lengths[nonempty]).to(qtokens.device))
+        best = padded(qtokens, dtokens, offsets[:-1][nonempty], lengths[nonempty])
 
     if nonempty.all():
         return best
@@ -170,25 +180,44 @@ def reduceat(qtokens, dtokens, starts):
     # Document tokens as rows, so each document's scores are contiguous rows for reduceat. With few query tokens the
     # product measured about 20% faster this way round for one query x 100 documents; bench_maxsim.py shows no
     # difference beyond its noise
-    products = torch.mm(dtokens, qtokens.T).numpy()
+    # Small operands padded with zeros: MKL takes other kernels (other rounding) for them, so padded, every product rounds
+    # the same whatever the batch, and a document scores the same alone or among others (certified top k relies on it)
+    rows, columns = dtokens.shape[0], qtokens.shape[0]
+    if rows < 16:
+        dtokens = torch.cat((dtokens, dtokens.new_zeros((16 - rows, dtokens.shape[1]))))
+    if columns < 16:
+        qtokens = torch.cat((qtokens, qtokens.new_zeros((16 - columns, qtokens.shape[1]))))
+
+    products = torch.mm(dtokens, qtokens.T).numpy()[:rows, :columns]
     return torch.from_numpy(np.ascontiguousarray(np.maximum.reduceat(products, starts, axis=0).T))
 
 
-def segmented(qtokens, dtokens, lengths):
+def padded(qtokens, dtokens, starts, lengths):
     """
-    Segmented max with one product and torch.segment_reduce over document token rows (any device).
+    Segmented max with documents zero padded to the chunk's longest one, one batched product, a masked max (any device,
+    made for accelerators where torch.segment_reduce is slow).
 
     Args:
         qtokens: (query tokens x dim) tensor
-        dtokens: (document tokens x dim) tensor
-        lengths: int64 tensor, tokens of each document, documents without tokens left out
+        dtokens: (document tokens x dim) tensor, same dtype and device
+        starts: int64 numpy start of each document, documents without tokens left out
+        lengths: int64 numpy tokens of each document, all > 0
 
     Returns:
         float32 tensor (query tokens x documents)
     """
 
-    products = torch.mm(dtokens, qtokens.T).float()
-    return torch.segment_reduce(products, "max", lengths=lengths, axis=0).T
+    # Row of every (document, position), padding positions masked and pointed at the document's first row
+    width = int(lengths.max())
+    positions = np.arange(width)
+    mask = positions[None, :] < lengths[:, None]
+    rows = np.where(mask, starts[:, None] + positions[None, :], starts[:, None])
+
+    # (documents x width x dim) @ (dim x query tokens), padding set to -inf before the max
+    device = qtokens.device
+    products = torch.matmul(dtokens[torch.from_numpy(rows).to(device)], qtokens.T)
+    products.masked_fill_(~torch.from_numpy(mask).to(device).unsqueeze(-1), -torch.inf)
+    return products.amax(dim=1).float().T
 
 
 def chunks(offsets, tokens):

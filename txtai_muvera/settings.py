@@ -6,6 +6,7 @@ import difflib
 import inspect
 
 from . import plugins
+from .certified import PRECISIONS
 
 # Index settings of the muvera: config block, besides the parameters of the fixed dimensional encoding
 DEFAULTS = {
@@ -23,6 +24,8 @@ DEFAULTS = {
     "search": "exact",
     # MaxSim reduction over query tokens: mean (txtai) or sum (PyLate)
     "reduce": "mean",
+    # Re-rank precision: exact (float32), certified (int8 screen, float32 results identical to exact) or approximate
+    "precision": "exact",
     # Progress bar while indexing: None shows one on a terminal, True always, False never
     "progress": None,
     # Encoder model fingerprint, recorded when an index is built: a model with another fingerprint is refused
@@ -69,6 +72,8 @@ def resolve(block):
         raise ValueError(f"muvera dtype must be one of {DTYPES}, got {settings['dtype']!r}")
     if settings["reduce"] not in ("mean", "sum"):
         raise ValueError(f"muvera reduce must be 'mean' or 'sum', got {settings['reduce']!r}")
+    if settings["precision"] not in PRECISIONS:
+        raise ValueError(f"muvera precision must be one of {PRECISIONS}, got {settings['precision']!r}")
     if not (settings["fingerprint"] is None or isinstance(settings["fingerprint"], str)):
         raise ValueError(f"muvera fingerprint must be a string recorded by an index, got {settings['fingerprint']!r}")
     if not (settings["progress"] is None or isinstance(settings["progress"], bool)):
