@@ -25,13 +25,16 @@ import time
 import numpy as np
 import torch
 
-from .maxsim import BUDGET, maxsim, offsets as checkoffsets, rank, tensor
+from .maxsim import BUDGET, maxsim, offsets as checkoffsets, rank, reduceat, tensor
 
 # Precision settings: float32 everywhere, int8 screen with exact results, int8 screen with float32 scores for its top k only
 PRECISIONS = ("exact", "certified", "approximate")
 
 # Unit roundoff of float32
 UNIT = 2.0**-24
+
+# Screen rows of each document are padded to a multiple of this
+PADDING = 8
 
 
 class Screen:
@@ -70,14 +73,42 @@ class Screen:
         # int8 codes and the largest residual norm of each document
         perrow = torch.from_numpy(np.repeat(np.where(self.scale > 0, self.scale, 1.0), lengths)).view(-1, 1)
         codes = torch.round(values.double() / perrow).clamp_(-127, 127)
-        self.codes = codes.to(torch.int8)
         residual = (values.double() - codes * perrow).norm(dim=1).numpy()
         self.residual = np.zeros(len(lengths))
         if len(starts):
             self.residual[lengths > 0] = np.maximum.reduceat(residual, starts)
 
+        self.arrange(codes.to(torch.int8), self.offsets[:-1])
+
     def __len__(self):
         return len(self.offsets) - 1
+
+    def arrange(self, codes, starts):
+        """
+        Lays codes out for screening: each document padded to a multiple of PADDING rows by repeating its last row (its
+        max is unchanged), documents grouped by padded width, so that a group's products reshape to (documents x width x
+        query tokens) for one amax, no gather.
+
+        Args:
+            codes: int8 source rows
+            starts: first source row of each document, its rows contiguous
+        """
+
+        lengths = np.diff(self.offsets)
+        self.widths = -(-lengths // PADDING) * PADDING
+        order = np.argsort(self.widths, kind="stable")
+        self.order = order[self.widths[order] > 0]
+
+        # Source row of every padded row, in group order
+        widths, lengths = self.widths[self.order], lengths[self.order]
+        positions = np.arange(widths.sum()) - np.repeat(np.cumsum(widths) - widths, widths)
+        rows = np.repeat(starts[self.order], widths) + np.minimum(positions, np.repeat(lengths - 1, widths))
+        self.codes = torch.index_select(codes, 0, torch.from_numpy(rows)) if len(rows) else codes[:0]
+
+        # First padded row of each document, arranged
+        self.rowstarts = np.zeros(len(self.widths), dtype=np.int64)
+        self.rowstarts[self.order] = np.cumsum(widths) - widths
+        self.arranged = True
 
     def subset(self, ids):
         """
@@ -92,25 +123,26 @@ class Screen:
 
         ids = np.asarray(ids, dtype=np.int64)
         screen = Screen.__new__(Screen)
-        lengths = np.diff(self.offsets)[ids]
-        screen.offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-        rows = np.repeat(self.offsets[ids] - screen.offsets[:-1], lengths) + np.arange(screen.offsets[-1])
-        screen.codes = self.codes[torch.from_numpy(rows)]
+        screen.offsets = np.concatenate(([0], np.cumsum(np.diff(self.offsets)[ids]))).astype(np.int64)
         screen.scale, screen.norm, screen.residual = self.scale[ids], self.norm[ids], self.residual[ids]
+        screen.arrange(self.codes, self.rowstarts[ids])
         return screen
 
     def extend(self, other):
         """
-        Appends another screen's documents.
+        Appends another screen's documents. The result is arranged again on its next scoring, subsets are arranged.
 
         Args:
             other: Screen
         """
 
         self.offsets = np.concatenate((self.offsets, self.offsets[-1] + other.offsets[1:]))
+        self.rowstarts = np.concatenate((self.rowstarts, len(self.codes) + other.rowstarts))
         self.codes = torch.cat((self.codes, other.codes))
         self.scale = np.concatenate((self.scale, other.scale))
         self.norm, self.residual = np.concatenate((self.norm, other.norm)), np.concatenate((self.residual, other.residual))
+        self.widths = np.concatenate((self.widths, other.widths))
+        self.arranged = False
 
     def scores(self, queries, qoffsets):
         """
@@ -125,23 +157,31 @@ class Screen:
         """
 
         # Queries quantized per token, in float64
-        values = queries.double().cpu()
-        qscale = values.abs().amax(dim=1) / 127 if len(values) else torch.zeros(0, dtype=torch.float64)
-        qcodes = torch.round(values / torch.where(qscale > 0, qscale, 1.0).view(-1, 1)).clamp_(-127, 127)
-        qresidual = (values - qcodes * qscale.view(-1, 1)).norm(dim=1).numpy()
-        qnorm = values.norm(dim=1).numpy()
-        qcodes, qscale = qcodes.to(torch.int8), qscale.numpy()
+        values = queries.cpu().double().numpy()
+        qscale = np.abs(values).max(axis=1) / 127 if len(values) else np.zeros(0)
+        qcodes = np.clip(np.rint(values / np.where(qscale > 0, qscale, 1.0)[:, None]), -127, 127)
+        qresidual = np.linalg.norm(values - qcodes * qscale[:, None], axis=1)
+        qnorm, qcodenorm = np.linalg.norm(values, axis=1), np.linalg.norm(qcodes, axis=1)
+        qcodes = torch.from_numpy(qcodes.astype(np.int8))
 
-        # Best int8 product of every query token in every document, blocks sized to stay in cache
+        # Extended screens are arranged again first
+        if not self.arranged:
+            self.arrange(self.codes, self.rowstarts)
+
+        # Best int8 product of every query token in every document: one product and amax per block of a width group
         lengths = np.diff(self.offsets)
         best = np.zeros((len(lengths), len(qcodes)), dtype=np.float64)
-        nonempty = np.flatnonzero(lengths > 0)
-        if len(qcodes) and len(nonempty):
-            step = max(1, BUDGET // max(8, len(qcodes)))
-            for start, end in blocks(self.offsets, nonempty, step):
-                products = torch._int_mm(self.codes[self.offsets[start] : self.offsets[end]], qcodes.T).numpy()
-                docs = nonempty[(nonempty >= start) & (nonempty < end)]
-                best[docs] = np.maximum.reduceat(products, self.offsets[docs] - self.offsets[start], axis=0)
+        if len(qcodes) and len(self.order):
+            widths = self.widths[self.order]
+            bounds = np.flatnonzero(np.diff(widths)) + 1
+            for group in np.split(np.arange(len(self.order)), bounds):
+                width = int(widths[group[0]])
+                step = max(1, BUDGET // max(8, len(qcodes)) // width)
+                for first in range(0, len(group), step):
+                    docs = self.order[group[first : first + step]]
+                    row = self.rowstarts[docs[0]]
+                    products = torch._int_mm(self.codes[row : row + width * len(docs)], qcodes.T)
+                    best[docs] = products.view(len(docs), width, len(qcodes)).amax(dim=1).numpy()
 
         # Scaled back and summed over each query's tokens
         best *= self.scale.reshape(-1, 1) * qscale.reshape(1, -1)
@@ -150,7 +190,7 @@ class Screen:
 
         # Error bound: quantization terms, then float32 rounding of the reference, counted twice
         qlengths = np.diff(qoffsets)
-        quantized = segmentsum((qscale * np.linalg.norm(qcodes.double().numpy(), axis=1)).reshape(-1, 1), qoffsets)
+        quantized = segmentsum((qscale * qcodenorm).reshape(-1, 1), qoffsets)
         qresiduals, qnorms = segmentsum(qresidual.reshape(-1, 1), qoffsets), segmentsum(qnorm.reshape(-1, 1), qoffsets)
         rounding = 2 * (queries.shape[1] + qlengths.reshape(-1, 1) + 4) * UNIT * qnorms * self.norm.reshape(1, -1)
         bounds = quantized * self.residual.reshape(1, -1) + qresiduals * self.norm.reshape(1, -1) + rounding
@@ -212,29 +252,6 @@ def segmentsum(rows, offsets):
     if (lengths > 0).any():
         sums[lengths > 0] = np.add.reduceat(rows, offsets[:-1][lengths > 0], axis=0)
     return sums
-
-
-def blocks(offsets, nonempty, tokens):
-    """
-    Splits documents into consecutive runs of about `tokens` tokens that start and end on non empty documents.
-
-    Args:
-        offsets: int64 document offsets
-        nonempty: indices of documents with tokens
-        tokens: target tokens per run
-
-    Returns:
-        list of (first document, end document)
-    """
-
-    runs, start = [], int(nonempty[0])
-    last = int(nonempty[-1]) + 1
-    while start < last:
-        end = max(start + 1, int(np.searchsorted(offsets, offsets[start] + tokens, side="right")) - 1)
-        end = min(end, last)
-        runs.append((start, end))
-        start = end
-    return runs
 
 
 @functools.lru_cache(maxsize=None)
@@ -367,12 +384,19 @@ def score(query, documents, doffsets, ids, reduce, scales):
     if not ids:
         return {}
 
+    # Rows of the chosen documents, dequantized as maxsim does
     ids = np.asarray(ids, dtype=np.int64)
     lengths = doffsets[ids + 1] - doffsets[ids]
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
     rows = torch.from_numpy(np.repeat(doffsets[ids] - offsets[:-1], lengths) + np.arange(offsets[-1]))
-    selected = None if scales is None else tensor(scales).view(-1)[rows]
-    values = maxsim(query, np.array([0, len(query)]), documents[rows], offsets, reduce=reduce, scales=selected)[0]
+    tokens = torch.index_select(documents, 0, rows).float()
+    if scales is not None:
+        tokens = tokens * torch.index_select(tensor(scales).float().view(-1), 0, rows).view(-1, 1)
 
-    return dict(zip(ids.tolist(), values.tolist()))
+    # The same float32 operations as maxsim: products, max per document, sum in query token order, mean
+    maxima = reduceat(query.float(), tokens, offsets[:-1])
+    values = torch.zeros((1, len(ids)), dtype=torch.float32).index_add_(0, torch.zeros(len(query), dtype=torch.int64), maxima)
+    if reduce == "mean":
+        values /= torch.tensor([[max(len(query), 1)]], dtype=torch.float32)
 
+    return dict(zip(ids.tolist(), values[0].tolist()))

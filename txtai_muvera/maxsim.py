@@ -166,7 +166,7 @@ def segmax(qtokens, dtokens, offsets):
 
 def reduceat(qtokens, dtokens, starts):
     """
-    Segmented max with one product and NumPy's reduceat over contiguous runs of each row (CPU).
+    Segmented max with one product and a max over each document's rows (CPU).
 
     Args:
         qtokens: (query tokens x dim) CPU tensor
@@ -177,9 +177,6 @@ def reduceat(qtokens, dtokens, starts):
         float32 tensor (query tokens x documents)
     """
 
-    # Document tokens as rows, so each document's scores are contiguous rows for reduceat. With few query tokens the
-    # product measured about 20% faster this way round for one query x 100 documents; bench_maxsim.py shows no
-    # difference beyond its noise
     # Small operands padded with zeros: MKL takes other kernels (other rounding) for them, so padded, every product rounds
     # the same whatever the batch, and a document scores the same alone or among others (certified top k relies on it)
     rows, columns = dtokens.shape[0], qtokens.shape[0]
@@ -188,8 +185,35 @@ def reduceat(qtokens, dtokens, starts):
     if columns < 16:
         qtokens = torch.cat((qtokens, qtokens.new_zeros((16 - columns, qtokens.shape[1]))))
 
-    products = torch.mm(dtokens, qtokens.T).numpy()[:rows, :columns]
-    return torch.from_numpy(np.ascontiguousarray(np.maximum.reduceat(products, starts, axis=0).T))
+    # Document tokens as rows, so each document's scores are contiguous rows
+    products = torch.mm(dtokens, qtokens.T)[:rows, :columns]
+    return rowmax(products, starts, np.diff(np.append(starts, rows))).T.contiguous()
+
+
+def rowmax(products, starts, lengths):
+    """
+    Max over each document's rows of a (document tokens x columns) matrix.
+
+    Rows are gathered into a (documents x longest x columns) block where shorter documents repeat their last row (the max
+    is unchanged), then one amax: far faster than NumPy's reduceat over narrow rows. Where padding would more than double
+    the rows, NumPy's reduceat runs instead.
+
+    Args:
+        products: (document tokens x columns) CPU tensor, documents contiguous
+        starts: int64 numpy start of each document
+        lengths: int64 numpy tokens of each document, all > 0
+
+    Returns:
+        tensor (documents x columns), products' dtype
+    """
+
+    width = int(lengths.max())
+    if width * len(lengths) > 2 * products.shape[0] + 256:
+        return torch.from_numpy(np.maximum.reduceat(products.numpy(), starts, axis=0))
+
+    rows = starts[:, None] + np.minimum(np.arange(width)[None, :], lengths[:, None] - 1)
+    gathered = torch.index_select(products, 0, torch.from_numpy(rows.ravel()))
+    return gathered.view(len(lengths), width, products.shape[1]).amax(dim=1)
 
 
 def padded(qtokens, dtokens, starts, lengths):
