@@ -8,12 +8,26 @@ import torch
 
 from hypothesis import given, settings, strategies as st
 
-from txtai_muvera.certified import Screen, Screens, screening, topk
+import txtai_muvera.certified as certified
+
+# The real speed check, before the fixture patches it
+SCREENING = certified.screening
+
+from txtai_muvera.certified import Screen, Screens, topk
 from txtai_muvera.maxsim import maxsim, rank
 from txtai_muvera.ragged import pack
 from txtai_muvera.store import TokenStore
 
 from helpers import tokens
+
+
+@pytest.fixture(autouse=True)
+def screened(monkeypatch):
+    """
+    Screens every certified call, also on CPUs where the int8 screen is not measured faster (the code path under test)
+    """
+
+    monkeypatch.setattr(certified, "screening", lambda: True)
 
 
 def expected(queries, qoffsets, documents, doffsets, limit, reduce="mean", scales=None):
@@ -192,4 +206,56 @@ class TestCertified:
         The int8 speed check runs once and answers a bool
         """
 
-        assert screening() in (True, False) and screening.cache_info().currsize == 1
+        assert SCREENING() in (True, False) and SCREENING.cache_info().currsize == 1
+
+    def testSlowInt8(self, monkeypatch):
+        """
+        Where int8 products are not faster, certified scores everything in float32 and stores keep no screen
+        """
+
+        monkeypatch.setattr(certified, "screening", lambda: False)
+        generator = np.random.default_rng(8)
+        (qflat, qoffsets), (dflat, doffsets) = pack(unit(generator, [4], 8)), pack(unit(generator, [3, 2, 5, 4], 8))
+
+        counts = {}
+        assert topk(qflat, qoffsets, dflat, doffsets, 2, counts=counts) == expected(qflat, qoffsets, dflat, doffsets, 2)
+        assert counts == {"pairs": 4, "rescored": 4}
+
+        store = TokenStore(8, "float32")
+        store.extend(unit(generator, [3], 8))
+        assert Screens().gather(store, [0]) is None
+
+
+def test_txtai_precisions(pylate_model):
+    """
+    On real txtai: a Muvera index, the Similarity pipeline and the Reranker give the same results with certified precision
+    as with exact, and approximate keeps float32 scores
+    """
+
+    from txtai import Embeddings
+
+    from txtai_muvera import Muvera, Reranker, Similarity
+
+    from helpers import TEXTS, late
+
+    queries = ["virus cases", "frog species", "interest rates"]
+    results = {}
+    for precision in ("exact", "certified", "approximate"):
+        embeddings = Embeddings(late(pylate_model, precision=precision))
+        embeddings.index(TEXTS)
+        similarity = Similarity(str(pylate_model), gpu=False, precision=precision)
+        results[precision] = (
+            embeddings.batchsearch(queries, 3),
+            similarity(queries, TEXTS, limit=3),
+            Reranker(embeddings, similarity)(queries, limit=3, factor=3),
+        )
+
+    assert results["certified"] == results["exact"]
+    for index, pipeline, reranker in zip(*results["approximate"]):
+        assert [r["score"] for r in index] == sorted((r["score"] for r in index), reverse=True)
+        assert len(pipeline) == 3 and len(reranker) == 3
+
+    with pytest.raises(ValueError, match="muvera precision must be one of"):
+        Muvera({"muvera": {"precision": "bf16"}})
+    with pytest.raises(ValueError, match="precision"):
+        Similarity(str(pylate_model), gpu=False, precision="fast")
