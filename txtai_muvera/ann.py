@@ -18,6 +18,7 @@ from .array import LateArray
 from .certified import Screens, topk
 from .files import checksize, npyheader, sha256
 from .folder import recover, replace
+from .resident import Resident
 from .settings import resolve
 
 # Metadata file format of a saved Muvera index folder
@@ -122,8 +123,10 @@ class Muvera(ANN):
         # Searches share the index, writes take it exclusively
         self.lock = ReadWriteLock()
 
-        # int8 screens of the stored token matrices for certified and approximate re-ranking, built on first use
+        # int8 screens of the stored token matrices for certified and approximate re-ranking, and a copy on the muvera
+        # device when one is set, built on first use
         self.screens = Screens()
+        self.resident = Resident(self.settings["device"]) if self.settings["device"] else None
 
     def index(self, embeddings):
         store = self.tokenstore(embeddings)
@@ -215,10 +218,10 @@ class Muvera(ANN):
                     results.append([])
                     continue
 
-                documents, offsets, scales = self.store.gather(ids)
+                documents, offsets, scales = self.resident.gather(self.store, ids) if self.resident else self.store.gather(ids)
                 query = tokens[queries.offsets[x] : queries.offsets[x + 1]]
                 precision = self.settings["precision"]
-                screen = self.screens.gather(self.store, ids) if precision != "exact" else None
+                screen = self.screens.gather(self.store, ids) if precision != "exact" and not self.resident else None
                 top = topk(query, [0, len(query)], documents, offsets, limit, self.settings["reduce"], scales, precision, screen)[0]
                 results.append([(ids[i], score) for i, score in top])
 

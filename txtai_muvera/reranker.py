@@ -101,7 +101,9 @@ class Reranker(Pipeline):
         if ann is not None:
             indexids = self.indexids([row["id"] if isinstance(row, dict) else row[0] for row in result])
             if indexids is not None:
-                # Stored int8 screens serve certified and approximate precision
+                # The index's device copy when it keeps one, stored int8 screens for certified and approximate precision
+                if ann.resident:
+                    return (*ann.resident.gather(ann.store, indexids), None)
                 screen = ann.screens.gather(ann.store, indexids) if getattr(self.similarity, "precision", "exact") != "exact" else None
                 return (*ann.store.gather(indexids), screen)
 

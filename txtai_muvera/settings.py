@@ -5,6 +5,8 @@ Settings module
 import difflib
 import inspect
 
+import torch
+
 from . import plugins
 from .certified import PRECISIONS
 
@@ -26,6 +28,8 @@ DEFAULTS = {
     "reduce": "mean",
     # Re-rank precision: exact (float32), certified (int8 screen, float32 results identical to exact) or approximate
     "precision": "exact",
+    # Torch device holding a copy of the token vectors for re-ranking (for example cuda), None re-ranks from the store on CPU
+    "device": None,
     # Progress bar while indexing: None shows one on a terminal, True always, False never
     "progress": None,
     # Encoder model fingerprint, recorded when an index is built: a model with another fingerprint is refused
@@ -74,6 +78,11 @@ def resolve(block):
         raise ValueError(f"muvera reduce must be 'mean' or 'sum', got {settings['reduce']!r}")
     if settings["precision"] not in PRECISIONS:
         raise ValueError(f"muvera precision must be one of {PRECISIONS}, got {settings['precision']!r}")
+    if settings["device"] is not None:
+        try:
+            torch.device(settings["device"])
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"muvera device must be a torch device name such as 'cuda' or 'cpu', got {settings['device']!r}") from error
     if not (settings["fingerprint"] is None or isinstance(settings["fingerprint"], str)):
         raise ValueError(f"muvera fingerprint must be a string recorded by an index, got {settings['fingerprint']!r}")
     if not (settings["progress"] is None or isinstance(settings["progress"], bool)):
