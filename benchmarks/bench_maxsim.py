@@ -127,6 +127,80 @@ def txtai(score, queries, candidates, limit):
     return results
 
 
+def einsum(queries, documents, device, chunk=64):
+    """
+    The padded baseline on an accelerator: queries and documents zero padded, einsum, masked max, sum.
+
+    Args:
+        queries: float32 query matrices
+        documents: float32 document matrices
+        device: torch device
+        chunk: documents per einsum
+
+    Returns:
+        function scoring every query against every document, (queries x documents) tensor
+    """
+
+    qpadded, dpadded = padded(queries).to(device), padded(documents).to(device)
+    qmask = (qpadded.abs().sum(-1) > 0).float()
+    dmask = torch.tensor([[x < len(d) for x in range(dpadded.shape[1])] for d in documents], device=device)
+
+    def score():
+        blocks = []
+        for start in range(0, len(dpadded), chunk):
+            products = torch.einsum("qid,njd->qnij", qpadded, dpadded[start : start + chunk])
+            products.masked_fill_(~dmask[start : start + chunk][None, :, None, :], -torch.inf)
+            blocks.append((products.amax(-1) * qmask[:, None, :]).sum(-1))
+        return torch.cat(blocks, dim=1)
+
+    return score
+
+
+def accelerator(args, documents, queries):
+    """
+    Exhaustive MaxSim on an accelerator: ours (ragged, padded per chunk, batched products) against the padded einsum
+    baseline, wall time with synchronisation.
+
+    Args:
+        args: command line arguments (device, accelerated queries, rounds)
+        documents: float32 document matrices
+        queries: float32 query matrices
+
+    Returns:
+        markdown table
+    """
+
+    device = torch.device(args.device)
+    selected = queries[: args.accelerated]
+    (qflat, qoffsets), (dflat, doffsets) = pack(selected), pack(documents)
+    qtensor, dtensor = torch.from_numpy(qflat).to(device), torch.from_numpy(dflat).to(device)
+
+    def synchronised(function):
+        def run():
+            result = function()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return result
+
+        return run
+
+    functions = {
+        "txtai-muvera maxsim (float32)": synchronised(lambda: maxsim(qtensor, qoffsets, dtensor, doffsets, reduce="sum")),
+        "txtai-muvera maxsim (float16 documents)": synchronised(lambda: maxsim(qtensor, qoffsets, dtensor.half(), doffsets, reduce="sum")),
+        "padded einsum + max + sum (float32)": synchronised(einsum(selected, documents, device)),
+    }
+    reference = functions["padded einsum + max + sum (float32)"]().float().cpu()
+    found = functions["txtai-muvera maxsim (float32)"]().cpu()
+    print(f"{device}: ours and the padded einsum differ by at most {(found - reference).abs().max().item():.1e}")
+
+    pairs = len(selected) * len(documents)
+    timings = measure({name: (function, pairs) for name, function in functions.items()}, args.rounds)
+    lines = ["| device | scorer | pairs | best pairs/s | median pairs/s |", "|---|---|---:|---:|---:|"]
+    for name, (wall, _) in timings.items():
+        lines.append(f"| {device} | {name} | {pairs:,} | {pairs / min(wall):,.0f} | {pairs / float(np.median(wall)):,.0f} |")
+    return "\n".join(lines)
+
+
 def main():
     """
     Runs the benchmark.
@@ -139,6 +213,8 @@ def main():
     parser.add_argument("--exhaustive", type=int, default=10, help="exhaustive scenario: queries scored against every document")
     parser.add_argument("--limit", type=int, default=10, help="results kept per query")
     parser.add_argument("--write", action="store_true", help="update the MaxSim section of benchmarks/RESULTS.md")
+    parser.add_argument("--device", default=None, help="accelerator run: torch device (cuda, mps), exhaustive MaxSim against a padded einsum")
+    parser.add_argument("--accelerated", type=int, default=300, help="accelerator run: queries scored against every document")
     args = parser.parse_args()
 
     # maxsim-cpu's thread pools read these once, at import
@@ -149,6 +225,26 @@ def main():
     documents, queries, description = tokensets(args)
     loads = [load()]
     print(f"{len(documents)} documents, {len(queries)} queries: {description}")
+
+    # Accelerator run only: exhaustive MaxSim on the device
+    if args.device:
+        table = accelerator(args, documents, queries)
+        print(table)
+        if args.write:
+            write(
+                "MaxSim on an accelerator",
+                f"""
+Exhaustive MaxSim, {min(args.accelerated, len(queries))} queries x {len(documents)} documents, query x document pairs per second
+(wall clock, synchronised), ours against a plain padded einsum + masked max + sum, {args.rounds} interleaved rounds.
+Token sets: {description}. Machine: {machine()}, {torch.cuda.get_device_name() if torch.cuda.is_available() else args.device}.
+
+{table}
+
+Rerun: `.venv-peers/bin/python benchmarks/bench_maxsim.py --device {args.device} --vectors {args.vectors} --write`. Run on
+{datetime.date.today().isoformat()}.
+""",
+            )
+        return
     print(f"int8 screen measured faster than float32 here: {screening()}")
 
     # Peers
