@@ -103,7 +103,7 @@ class Screen:
         widths, lengths = self.widths[self.order], lengths[self.order]
         positions = np.arange(widths.sum()) - np.repeat(np.cumsum(widths) - widths, widths)
         rows = np.repeat(starts[self.order], widths) + np.minimum(positions, np.repeat(lengths - 1, widths))
-        self.codes = torch.index_select(codes, 0, torch.from_numpy(rows)) if len(rows) else codes[:0]
+        self.codes = take(codes, rows)
 
         # First padded row of each document, arranged
         self.rowstarts = np.zeros(len(self.widths), dtype=np.int64)
@@ -236,6 +236,27 @@ class Screens:
                     self.screen.extend(screen)
 
             return self.screen.subset(ids)
+
+
+def take(codes, rows):
+    """
+    Copies rows of an int8 matrix, 8 bytes at a time where rows allow it (twice as fast as int8 index_select).
+
+    Args:
+        codes: (rows x dim) int8 tensor
+        rows: int64 numpy row indices
+
+    Returns:
+        int8 tensor (len(rows) x dim)
+    """
+
+    if not len(rows):
+        return codes[:0]
+
+    rows = torch.from_numpy(rows)
+    if codes.shape[1] % 8 == 0 and codes.is_contiguous():
+        return torch.index_select(codes.view(torch.int64), 0, rows).view(torch.int8)
+    return torch.index_select(codes, 0, rows)
 
 
 def segmentsum(rows, offsets):
