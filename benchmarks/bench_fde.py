@@ -3,7 +3,7 @@ FDE encoding throughput: txtai-muvera's FDE against txtai's Muvera and fastembed
 
 Run from the checkout with the peers venv (benchmarks/setup-peers.sh):
 
-    .venv-peers/bin/python benchmarks/bench_fde.py [--rounds 3] [--vectors random|pylate] [--write]
+    .venv-peers/bin/python benchmarks/bench_fde.py [--rounds 3] [--vectors random|pylate|scifact] [--cache FILE] [--write]
 
 Token sets follow SciFact: one matrix per corpus document (5,183), as many tokens as PyLate keeps for it with the shared
 MiniLM ColBERT tokenizer (title + text, 180 token cap, punctuation skipped), 128 dimensions, unit length. --vectors random
@@ -126,6 +126,41 @@ def pylatetokens(count, cache):
     return documents, queries
 
 
+def scifacttokens(count, cache):
+    """
+    Encodes every SciFact document (title + text) and query with txtai_muvera's encoder and the shared MiniLM ColBERT,
+    cached as flat safetensors (documents, doffsets, queries, qoffsets), the format bench_fde_quality.py writes.
+
+    Args:
+        count: number of documents
+        cache: cache file
+
+    Returns:
+        (documents, queries) lists of float32 matrices
+    """
+
+    from safetensors.numpy import load_file, save_file
+
+    if not os.path.exists(cache):
+        from txtai_muvera.core.encoder import LateEncoder
+
+        with open(os.path.join(SHARED, "data/beir/scifact/corpus.jsonl"), encoding="utf-8") as documents:
+            texts = [f"{x.get('title') or ''} {x.get('text') or ''}" for x in map(json.loads, documents)]
+        with open(os.path.join(SHARED, "data/beir/scifact/queries.jsonl"), encoding="utf-8") as queries:
+            questions = [x["text"] for x in map(json.loads, queries)]
+
+        encoder = LateEncoder(os.path.join(SHARED, "models/minilm-colbert"), gpu=False)
+        flat, doffsets = pack(encoder.encode(texts, "data", progress=True))
+        qflat, qoffsets = pack(encoder.encode(questions, "query", progress=True))
+        os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+        save_file({"documents": flat, "doffsets": doffsets, "queries": qflat, "qoffsets": qoffsets}, cache)
+
+    arrays = load_file(cache)
+    documents = np.split(arrays["documents"], arrays["doffsets"][1:-1])[:count]
+    queries = np.split(arrays["queries"], arrays["qoffsets"][1:-1])
+    return documents, queries
+
+
 def options(parser, documents):
     """
     Adds the token set and timing options that tokensets() and measure() read.
@@ -138,8 +173,8 @@ def options(parser, documents):
     parser.add_argument("--docs", type=int, default=5183, help=documents)
     parser.add_argument("--queries", type=int, default=300, help="queries (random vectors)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds, best and median reported")
-    parser.add_argument("--vectors", choices=["random", "pylate"], default="random", help="token vectors")
-    parser.add_argument("--cache", default="/tmp/txtai-muvera-bench/scifact-pylate.safetensors", help="PyLate vectors cache")
+    parser.add_argument("--vectors", choices=["random", "pylate", "scifact"], default="random", help="token vectors")
+    parser.add_argument("--cache", default=None, help="vectors cache (pylate: per matrix keys, scifact: flat documents/doffsets/queries/qoffsets)")
     parser.add_argument("--threads", type=int, nargs="*", default=[], help="torch thread counts to run, torch's default when empty")
 
 
@@ -155,8 +190,13 @@ def tokensets(args):
     """
 
     if args.vectors == "pylate":
-        documents, queries = pylatetokens(args.docs, args.cache)
-        return documents, queries, f"PyLate token vectors of SciFact (shared MiniLM ColBERT, untrained 128-d projection), cached at {args.cache}"
+        cache = args.cache or "/tmp/txtai-muvera-bench/scifact-pylate.safetensors"
+        documents, queries = pylatetokens(args.docs, cache)
+        return documents, queries, f"PyLate token vectors of SciFact (shared MiniLM ColBERT, untrained 128-d projection), cached at {cache}"
+    if args.vectors == "scifact":
+        cache = args.cache or "/tmp/txtai-muvera-bench/scifact-tokens.safetensors"
+        documents, queries = scifacttokens(args.docs, cache)
+        return documents, queries, f"real SciFact token vectors (txtai_muvera's PyLate-exact encoder, shared minilm-colbert), {len(queries)} queries, cached at {cache}"
 
     counts, description = lengths(args.docs)
     documents = randomtokens(counts, seed=0)

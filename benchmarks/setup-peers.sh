@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv-peers: the peer libraries the benchmarks compare against (txtai, PyLate, fastembed) next to an editable
+# Creates .venv-peers: the peer libraries the benchmarks compare against (txtai, PyLate, fastembed, maxsim-cpu) next to an editable
 # install of this package, so ours and theirs run side by side in one process.
 #   bash benchmarks/setup-peers.sh
 # VENV overrides the location (default .venv-peers in the checkout). Reuses an existing venv, installs are idempotent.
@@ -24,6 +24,9 @@ PIP="$VENV/bin/pip"
 "$PIP" install transformers==5.3.0 ujson==5.12.0
 "$PIP" install txtai==9.14.0 --no-deps
 
+# maxsim-cpu: mixedbread's Rust MaxSim kernel (libxsmm), a peer in bench_maxsim.py
+"$PIP" install maxsim-cpu==0.1.0
+
 # This package, editable and without dependencies, so the venv keeps the pins above
 "$PIP" install -e . --no-deps
 
@@ -35,5 +38,5 @@ import torch
 
 assert torch.__version__.startswith("2.13.0") and torch.version.cuda is None, torch.__version__
 assert version("txtai") == "9.14.0", version("txtai")
-print(", ".join(f"{name} {version(name)}" for name in ("torch", "txtai", "pylate", "fastembed", "transformers")))
+print(", ".join(f"{name} {version(name)}" for name in ("torch", "txtai", "pylate", "fastembed", "transformers", "maxsim-cpu")))
 EOF

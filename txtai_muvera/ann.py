@@ -14,9 +14,10 @@ from txtai.serialize import SerializeFactory
 
 from . import plugins
 from .array import LateArray
+from .core.certified import Screens, topk
 from .core.files import IndexFileError, Verifier, checksize, describe, npyheader, openfile, readjson, verify, writejson
 from .core.folder import recover, replace
-from .core.maxsim import maxsim
+from .core.resident import Resident
 from .errors import configuration
 from .indexfolder import indexids
 from .lock import ReadWriteLock
@@ -58,6 +59,11 @@ class Muvera(ANN):
 
         # Searches share the index, writes take it exclusively
         self.lock = ReadWriteLock()
+
+        # int8 screens of the stored token matrices for certified and approximate re-ranking, and a copy on the muvera
+        # device when one is set, built on first use
+        self.screens = Screens()
+        self.resident = Resident(self.settings["device"]) if self.settings["device"] else None
 
     def index(self, embeddings):
         store = self.tokenstore(embeddings)
@@ -155,12 +161,12 @@ class Muvera(ANN):
                     results.append([])
                     continue
 
-                documents, offsets, scales = self.store.gather(ids)
+                documents, offsets, scales = self.resident.gather(self.store, ids) if self.resident else self.store.gather(ids)
                 query = tokens[queries.offsets[x] : queries.offsets[x + 1]]
-                scores = maxsim(query, np.array([0, len(query)]), documents, offsets, reduce=self.settings["reduce"], scales=scales)[0]
-
-                top = torch.topk(scores, min(limit, len(ids)))
-                results.append([(ids[i], score) for i, score in zip(top.indices.tolist(), top.values.tolist())])
+                precision = self.settings["precision"]
+                screen = self.screens.gather(self.store, ids) if precision != "exact" and not self.resident else None
+                top = topk(query, [0, len(query)], documents, offsets, limit, self.settings["reduce"], scales, precision, screen)[0]
+                results.append([(ids[i], score) for i, score in top])
 
             return results
 

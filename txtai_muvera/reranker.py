@@ -2,13 +2,12 @@
 Reranker module
 """
 
-import numpy as np
 import torch
 
 from txtai.pipeline import Pipeline
 
 from .ann import Muvera
-from .core.maxsim import maxsim
+from .core.certified import topk
 from .core.ragged import pack
 
 
@@ -76,14 +75,14 @@ class Reranker(Pipeline):
         for result, qmatrix in zip(results, qmatrices):
             if result:
                 # Candidate token matrices: stored ones when available, encoded texts otherwise
-                documents, offsets, scales = self.tokens(result)
-                scores = maxsim(qmatrix, np.array([0, len(qmatrix)]), documents, offsets, reduce=self.similarity.reduce, scales=scales)[0]
+                documents, offsets, scales, screen = self.tokens(result)
+                precision = getattr(self.similarity, "precision", "exact")
+                top = topk(qmatrix, [0, len(qmatrix)], documents, offsets, limit, self.similarity.reduce, scales, precision, screen)[0]
 
-                # Rows keep their fields with the MaxSim score; (id, score) tuples (content disabled) are rebuilt
-                result = [{**row, "score": score} if isinstance(row, dict) else (row[0], score) for row, score in zip(result, scores.tolist())]
+                # Top rows sorted, keeping their fields with the MaxSim score; (id, score) tuples (content disabled) are rebuilt
+                result = [{**result[x], "score": score} if isinstance(result[x], dict) else (result[x][0], score) for x, score in top]
 
-            # Sort and take top n sorted results
-            ranked.append(sorted(result, key=lambda row: row["score"] if isinstance(row, dict) else row[1], reverse=True)[:limit])
+            ranked.append(result)
 
         return ranked[0] if isinstance(query, str) else ranked
 
@@ -95,33 +94,37 @@ class Reranker(Pipeline):
             result: search results of one query
 
         Returns:
-            (flat tokens, offsets, scales)
+            (flat tokens, offsets, scales, int8 screen or None)
         """
 
-        store = self.store()
-        if store is not None:
+        ann = self.ann()
+        if ann is not None:
             indexids = self.indexids([row["id"] if isinstance(row, dict) else row[0] for row in result])
             if indexids is not None:
-                return store.gather(indexids)
+                # The index's device copy when it keeps one, stored int8 screens for certified and approximate precision
+                if ann.resident:
+                    return (*ann.resident.gather(ann.store, indexids), None)
+                screen = ann.screens.gather(ann.store, indexids) if getattr(self.similarity, "precision", "exact") != "exact" else None
+                return (*ann.store.gather(indexids), screen)
 
         # Encode candidate texts
         if not all(isinstance(row, dict) and isinstance(row.get("text"), str) for row in result):
             raise ValueError("re-ranking needs result texts: enable content on the embeddings, or index with txtai_muvera.Muvera and the same model")
         texts = [row["text"] for row in result]
         tokens, offsets = pack(self.similarity.matrices(texts, "data"))
-        return torch.from_numpy(tokens), offsets, None
+        return torch.from_numpy(tokens), offsets, None, None
 
-    def store(self):
+    def ann(self):
         """
-        Finds the index's token store when it was built with the same model as the similarity pipeline.
+        Finds the index's Muvera backend when it was built with the same model as the similarity pipeline.
 
         Returns:
-            token store or None
+            Muvera instance with a token store, or None
         """
 
         for ann in (self.embeddings.ann, getattr(self.embeddings.scoring, "ann", None)):
             if isinstance(ann, Muvera) and ann.store is not None and ann.fingerprint == getattr(self.similarity.encoder, "fingerprint", None):
-                return ann.store
+                return ann
 
         return None
 

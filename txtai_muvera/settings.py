@@ -6,7 +6,10 @@ import difflib
 import inspect
 import logging
 
+import torch
+
 from . import plugins
+from .core.certified import PRECISIONS
 
 # Index settings of the muvera: config block, besides the parameters of the fixed dimensional encoding
 DEFAULTS = {
@@ -24,6 +27,10 @@ DEFAULTS = {
     "search": "exact",
     # MaxSim reduction over query tokens: mean (txtai) or sum (PyLate)
     "reduce": "mean",
+    # Re-rank precision: exact (float32), certified (int8 screen, float32 results identical to exact) or approximate
+    "precision": "exact",
+    # Torch device holding a copy of the token vectors for re-ranking (for example cuda), None re-ranks from the store on CPU
+    "device": None,
     # Progress bar while indexing: None shows one on a terminal, True always, False never
     "progress": None,
     # Encoder model fingerprint, recorded when an index is built: a model with another fingerprint is refused
@@ -37,7 +44,7 @@ DEFAULTS = {
 DTYPES = ("float32", "float16", "int8")
 
 # Keys an index records itself, never shown in the lists of valid settings
-INTERNAL = ("fingerprint",)
+INTERNAL = ("fingerprint", "index")
 
 # txtai's ANN backends by name (txtai 9.14 ANNFactory), besides exact FDE search and a dotted class path
 BACKENDS = ("annoy", "faiss", "ggml", "hnsw", "milvus", "numpy", "pgvector", "rabitq", "sqlite", "torch", "turbovec", "zvec")
@@ -87,6 +94,13 @@ def resolve(block):
             raise ValueError(f"muvera {key} must be a string recorded by an index, got {settings[key]!r}")
     if settings["verify"] not in ("lazy", "load", "off"):
         raise ValueError(f"muvera verify must be 'lazy', 'load' or 'off', got {settings['verify']!r}")
+    if settings["precision"] not in PRECISIONS:
+        raise ValueError(f"muvera precision must be one of {PRECISIONS}, got {settings['precision']!r}")
+    if settings["device"] is not None:
+        try:
+            torch.device(settings["device"])
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"muvera device must be a torch device name such as 'cuda' or 'cpu', got {settings['device']!r}") from error
     if not (settings["progress"] is None or isinstance(settings["progress"], bool)):
         raise ValueError(f"muvera progress must be true, false or null, got {settings['progress']!r}")
     checksearch(settings["search"])

@@ -8,8 +8,8 @@ from txtai.models import Models
 from txtai.pipeline import Pipeline
 
 from . import plugins
+from .core.certified import PRECISIONS, topk
 from .core.inputs import matrices
-from .core.maxsim import maxsim
 from .core.ragged import pack, pad, unpad
 
 
@@ -19,7 +19,7 @@ class Similarity(Pipeline):
     txtai.pipeline.Similarity(path, lateencode=True): (query or list of queries, texts, limit) -> sorted [(index, score)].
     """
 
-    def __init__(self, path=None, gpu=True, batchsize=32, reduce="mean", encoder="colbert", **kwargs):
+    def __init__(self, path=None, gpu=True, batchsize=32, reduce="mean", encoder="colbert", precision="exact", **kwargs):
         """
         Creates a Similarity pipeline.
 
@@ -29,14 +29,18 @@ class Similarity(Pipeline):
             batchsize: encoding batch size
             reduce: MaxSim reduction over query tokens, mean (txtai) or sum (PyLate)
             encoder: registered encoder name
+            precision: exact (float32 MaxSim), certified (int8 screen on CPU, same results as exact) or approximate (int8
+                screen, float32 scores of its top results only)
             kwargs: accepted for compatibility with txtai.pipeline.Similarity (lateencode, ...)
         """
 
         if reduce not in ("mean", "sum"):
             raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
         self.encoder = plugins.lookup("encoders", encoder)(path if path else "neuml/colbert-muvera-micro", gpu=gpu, batchsize=batchsize)
-        self.reduce = reduce
+        self.reduce, self.precision = reduce, precision
         self.device = Models.device(Models.deviceid(gpu))
 
     def __call__(self, query, texts, limit=None):
@@ -67,16 +71,18 @@ class Similarity(Pipeline):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
-        # Encode all queries and all texts once, then score everything in one MaxSim call
+        # Encode all queries and all texts once, then score them together, sorted top results per query
         qtokens, qoffsets = pack(self.matrices(queries, "query"))
         dtokens, doffsets = pack(self.matrices(texts, "data"))
-        scores = maxsim(
-            torch.from_numpy(qtokens).to(self.device), qoffsets, torch.from_numpy(dtokens).to(self.device), doffsets, reduce=self.reduce
-        ).cpu()
-
-        # Sorted top results per query
-        top = torch.topk(scores, min(limit, len(texts)) if limit else len(texts), dim=1)
-        results = [list(zip(ids, values)) for ids, values in zip(top.indices.tolist(), top.values.tolist())]
+        results = topk(
+            torch.from_numpy(qtokens).to(self.device),
+            qoffsets,
+            torch.from_numpy(dtokens).to(self.device),
+            doffsets,
+            min(limit, len(texts)) if limit else len(texts),
+            self.reduce,
+            precision=self.precision,
+        )
 
         return results[0] if isinstance(query, str) else results
 

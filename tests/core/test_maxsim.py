@@ -81,6 +81,24 @@ class TestMaxSim:
         scores = maxsim(*pack(queries), *pack(documents), reduce=reduce)
         np.testing.assert_allclose(scores.numpy(), reference(queries, documents, reduce), rtol=1e-5, atol=1e-5)
 
+    @settings(max_examples=60, deadline=None)
+    @given(seed=st.integers(0, 2**32 - 1), dimension=st.sampled_from([1, 3, 8, 16, 64, 96, 128]))
+    def testBatchInvariantProperty(self, seed, dimension):
+        """
+        Property: a document scores bit for bit the same alone as among other documents and queries (certified top k
+        re-scores subsets and must reproduce the full scores)
+        """
+
+        generator = np.random.default_rng(seed)
+        queries = tokens(generator, generator.integers(0, 40, size=generator.integers(1, 5)), dimension)
+        documents = tokens(generator, generator.integers(0, 30, size=generator.integers(1, 25)), dimension)
+        (qflat, qoffsets), (dflat, doffsets) = pack(queries), pack(documents)
+
+        scores = maxsim(qflat, qoffsets, dflat, doffsets)
+        for x, query in enumerate(queries):
+            for y, document in enumerate(documents):
+                assert maxsim(query, [0, len(query)], document, [0, len(document)])[0, 0].item() == scores[x, y].item()
+
     def testChunks(self, monkeypatch):
         """
         Tiny chunks on both sides give the same scores
@@ -194,9 +212,10 @@ class TestMaxSim:
         with pytest.raises(ValueError, match="reduce"):
             maxsim(qflat, qoffsets, qflat, qoffsets, reduce="max")
 
-    def testSegmented(self):
+    def testPadded(self):
         """
-        The accelerator path (torch.segment_reduce) gives the CPU path's (NumPy reduceat) maxima
+        The accelerator path (padded per chunk, batched product, masked max) gives the CPU path's (NumPy reduceat) maxima,
+        here on CPU tensors
         """
 
         generator = np.random.default_rng(8)
@@ -205,7 +224,28 @@ class TestMaxSim:
         qflat, dflat = torch.from_numpy(qflat), torch.from_numpy(dflat)
         expected = module.reduceat(qflat, dflat, doffsets[:-1])
         assert expected.shape == (12, 4)
-        assert torch.allclose(module.segmented(qflat, dflat, torch.from_numpy(np.diff(doffsets))), expected, rtol=1e-6, atol=1e-6)
+        found = module.padded(qflat, dflat, doffsets[:-1], np.diff(doffsets))
+        assert found.dtype == torch.float32 and torch.allclose(found, expected, rtol=1e-6, atol=1e-6)
+
+        # Negative scores everywhere: padding never wins the max
+        found = module.padded(-qflat.abs(), dflat.abs(), doffsets[:-1], np.diff(doffsets))
+        assert torch.allclose(found, module.reduceat(-qflat.abs(), dflat.abs(), doffsets[:-1]), rtol=1e-6, atol=1e-6)
+
+    def testDevicePath(self, monkeypatch):
+        """
+        maxsim's accelerator path (large chunks, padded products) run on CPU tensors matches the CPU path, empty documents
+        and chunk boundaries included
+        """
+
+        generator = np.random.default_rng(9)
+        queries, documents = tokens(generator, generator.integers(0, 12, size=9), 8), tokens(generator, generator.integers(0, 20, size=25), 8)
+        expected = maxsim(*pack(queries), *pack(documents))
+
+        # Route CPU tensors through the accelerator kernel with small chunks
+        monkeypatch.setattr(module, "reduceat", lambda q, d, starts: module.padded(q, d, starts, np.diff(np.append(starts, len(d)))))
+        monkeypatch.setattr(module, "BUDGET", 40)
+        monkeypatch.setattr(module, "QUERYTOKENS", 9)
+        np.testing.assert_allclose(maxsim(*pack(queries), *pack(documents)).numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
 
     def testRank(self):
         """

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import plugins
+from ..core.encoder import LateEncoder
 from ..core.maxsim import maxsim
 from ..core.ragged import pack, pad
 from ..errors import configuration
@@ -229,21 +230,23 @@ class Evaluate:
             run {query id: {document id: score}} with the top DEPTH documents of each query
         """
 
+        # Token vectors on the accelerator the gpu option picks (CPU otherwise)
+        device = LateEncoder.select(self.gpu)
         queries, qoffsets = pack(qmatrices)
-        queries = torch.from_numpy(queries)
+        queries = torch.from_numpy(queries).to(device)
         documents, offsets = pack(matrices)
-        documents = torch.from_numpy(documents)
+        documents = torch.from_numpy(documents).to(device)
 
         # Running top DEPTH scores and document indices of every query
-        scores = torch.empty((len(qmatrices), 0))
-        indices = torch.empty((len(qmatrices), 0), dtype=torch.int64)
+        scores = torch.empty((len(qmatrices), 0), device=device)
+        indices = torch.empty((len(qmatrices), 0), dtype=torch.int64, device=device)
         for start in tqdm(range(0, len(matrices), chunk), desc="Exact MaxSim", unit="chunks", disable=not self.progress):
             end = min(start + chunk, len(matrices))
             tokens, doffsets = documents[offsets[start] : offsets[end]], offsets[start : end + 1] - offsets[start]
             block = maxsim(queries, qoffsets, tokens, doffsets, reduce=self.settings["reduce"])
 
             scores = torch.cat([scores, block], dim=1)
-            indices = torch.cat([indices, torch.arange(start, end).expand(len(qmatrices), -1)], dim=1)
+            indices = torch.cat([indices, torch.arange(start, end, device=device).expand(len(qmatrices), -1)], dim=1)
             top = torch.topk(scores, min(DEPTH, scores.shape[1]), dim=1)
             scores, indices = top.values, torch.gather(indices, 1, top.indices)
 

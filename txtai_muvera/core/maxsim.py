@@ -11,6 +11,12 @@ BUDGET = 1 << 20
 # Most query tokens scored at once: larger blocks make the products efficient, smaller ones leave room for more document tokens
 QUERYTOKENS = 1 << 10
 
+# Accelerators: each chunk is a few kernel launches, so chunks are far larger (elements of the padded product)
+DEVICEBUDGET = 1 << 26
+
+# Accelerators: query tokens scored at once
+DEVICEQUERYTOKENS = 1 << 13
+
 
 @torch.no_grad()
 def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
@@ -18,7 +24,8 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     Scores every query against every document with late interaction (MaxSim), documents held ragged.
 
     Each chunk of documents takes one matrix product of all query tokens against all its tokens, a segmented max over each
-    document's tokens and a segmented sum over each query's tokens. Nothing is padded.
+    document's tokens and a segmented sum over each query's tokens. Nothing is padded on CPU; on accelerators each chunk's
+    documents are padded to its longest one for a batched product and a masked max.
 
     Documents without tokens score -inf (0.0 could outrank real matches with negative scores). Queries without tokens score 0.0.
 
@@ -71,12 +78,15 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     qlengths, dlengths = np.diff(qoffsets), np.diff(doffsets)
     scores = torch.zeros((len(qlengths), len(dlengths)), dtype=torch.float32, device=device)
 
-    for qstart, qend in chunks(qoffsets, QUERYTOKENS):
+    # Chunk sizes: cache sized on CPU, large on accelerators (padded products)
+    budget, querytokens = (BUDGET, QUERYTOKENS) if device.type == "cpu" else (DEVICEBUDGET, DEVICEQUERYTOKENS)
+
+    for qstart, qend in chunks(qoffsets, querytokens):
         # Query token rows of this query chunk and the query each row belongs to
         qtokens = queries[qoffsets[qstart] : qoffsets[qend]]
         owners = torch.from_numpy(np.repeat(np.arange(qend - qstart), qlengths[qstart:qend])).to(device)
 
-        for dstart, dend in chunks(doffsets, max(1, BUDGET // max(1, len(qtokens)))):
+        for dstart, dend in chunks(doffsets, max(1, budget // max(1, len(qtokens)))):
             # Document tokens of this chunk, dequantized when needed
             dtokens = documents[doffsets[dstart] : doffsets[dend]].to(dtype)
             if scales is not None:
@@ -139,11 +149,11 @@ def segmax(qtokens, dtokens, offsets):
     if not nonempty.any() or not qtokens.shape[0]:
         return torch.zeros((qtokens.shape[0], len(lengths)), dtype=torch.float32, device=qtokens.device)
 
-    # NumPy's reduceat on CPU, far faster there than torch.segment_reduce, which runs on every device
+    # NumPy's reduceat on CPU; on accelerators, documents padded per chunk and one batched product
     if qtokens.device.type == "cpu":
         best = reduceat(qtokens, dtokens, offsets[:-1][nonempty])
     else:
-        best = segmented(qtokens, dtokens, torch.from_numpy(lengths[nonempty]).to(qtokens.device))
+        best = padded(qtokens, dtokens, offsets[:-1][nonempty], lengths[nonempty])
 
     if nonempty.all():
         return best
@@ -156,7 +166,7 @@ def segmax(qtokens, dtokens, offsets):
 
 def reduceat(qtokens, dtokens, starts):
     """
-    Segmented max with one product and NumPy's reduceat over contiguous runs of each row (CPU).
+    Segmented max with one product and a max over each document's rows (CPU).
 
     Args:
         qtokens: (query tokens x dim) CPU tensor
@@ -167,28 +177,71 @@ def reduceat(qtokens, dtokens, starts):
         float32 tensor (query tokens x documents)
     """
 
-    # Document tokens as rows, so each document's scores are contiguous rows for reduceat. With few query tokens the
-    # product measured about 20% faster this way round for one query x 100 documents; bench_maxsim.py shows no
-    # difference beyond its noise
-    products = torch.mm(dtokens, qtokens.T).numpy()
-    return torch.from_numpy(np.ascontiguousarray(np.maximum.reduceat(products, starts, axis=0).T))
+    # Small operands padded with zeros: MKL takes other kernels (other rounding) for them, so padded, every product rounds
+    # the same whatever the batch, and a document scores the same alone or among others (certified top k relies on it)
+    rows, columns = dtokens.shape[0], qtokens.shape[0]
+    if rows < 16:
+        dtokens = torch.cat((dtokens, dtokens.new_zeros((16 - rows, dtokens.shape[1]))))
+    if columns < 16:
+        qtokens = torch.cat((qtokens, qtokens.new_zeros((16 - columns, qtokens.shape[1]))))
+
+    # Document tokens as rows, so each document's scores are contiguous rows
+    products = torch.mm(dtokens, qtokens.T)[:rows, :columns]
+    return rowmax(products, starts, np.diff(np.append(starts, rows))).T.contiguous()
 
 
-def segmented(qtokens, dtokens, lengths):
+def rowmax(products, starts, lengths):
     """
-    Segmented max with one product and torch.segment_reduce over document token rows (any device).
+    Max over each document's rows of a (document tokens x columns) matrix.
+
+    Rows are gathered into a (documents x longest x columns) block where shorter documents repeat their last row (the max
+    is unchanged), then one amax: far faster than NumPy's reduceat over narrow rows. Where padding would more than double
+    the rows, NumPy's reduceat runs instead.
+
+    Args:
+        products: (document tokens x columns) CPU tensor, documents contiguous
+        starts: int64 numpy start of each document
+        lengths: int64 numpy tokens of each document, all > 0
+
+    Returns:
+        tensor (documents x columns), products' dtype
+    """
+
+    width = int(lengths.max())
+    if width * len(lengths) > 2 * products.shape[0] + 256:
+        return torch.from_numpy(np.maximum.reduceat(products.numpy(), starts, axis=0))
+
+    rows = starts[:, None] + np.minimum(np.arange(width)[None, :], lengths[:, None] - 1)
+    gathered = torch.index_select(products, 0, torch.from_numpy(rows.ravel()))
+    return gathered.view(len(lengths), width, products.shape[1]).amax(dim=1)
+
+
+def padded(qtokens, dtokens, starts, lengths):
+    """
+    Segmented max with documents zero padded to the chunk's longest one, one batched product, a masked max (any device,
+    made for accelerators where torch.segment_reduce is slow).
 
     Args:
         qtokens: (query tokens x dim) tensor
-        dtokens: (document tokens x dim) tensor
-        lengths: int64 tensor, tokens of each document, documents without tokens left out
+        dtokens: (document tokens x dim) tensor, same dtype and device
+        starts: int64 numpy start of each document, documents without tokens left out
+        lengths: int64 numpy tokens of each document, all > 0
 
     Returns:
         float32 tensor (query tokens x documents)
     """
 
-    products = torch.mm(dtokens, qtokens.T).float()
-    return torch.segment_reduce(products, "max", lengths=lengths, axis=0).T
+    # Row of every (document, position), padding positions masked and pointed at the document's first row
+    width = int(lengths.max())
+    positions = np.arange(width)
+    mask = positions[None, :] < lengths[:, None]
+    rows = np.where(mask, starts[:, None] + positions[None, :], starts[:, None])
+
+    # (documents x width x dim) @ (dim x query tokens), padding set to -inf before the max
+    device = qtokens.device
+    products = torch.matmul(dtokens[torch.from_numpy(rows).to(device)], qtokens.T)
+    products.masked_fill_(~torch.from_numpy(mask).to(device).unsqueeze(-1), -torch.inf)
+    return products.amax(dim=1).float().T
 
 
 def chunks(offsets, tokens):
