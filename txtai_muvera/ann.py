@@ -280,9 +280,11 @@ class Muvera(ANN):
             txtai's offset
         """
 
+        # An earlier release's folder records no identity: config.json may name one when the first save after the upgrade
+        # wrote config.json and died before this folder
         name, rows = os.path.join(path, "muvera.json"), len(store)
         block = self.config.get("muvera") if isinstance(self.config.get("muvera"), dict) else {}
-        if block.get("index") and metadata.get("index") != block["index"]:
+        if block.get("index") and metadata.get("index") != block["index"] and metadata["version"] != LEGACY:
             raise IndexFileError(
                 f"{name}: belongs to another index than config.json (index {metadata.get('index')}, config.json names {block['index']})"
             )
