@@ -15,7 +15,7 @@ from txtai.serialize import SerializeFactory
 from . import plugins
 from .array import LateArray
 from .core.certified import Screens, topk
-from .core.files import IndexFileError, Verifier, checksize, describe, npyheader, openfile, readjson, verify, writejson
+from .core.files import IndexFileError, Verifier, checksha256, checksize, describe, npyheader, openfile, readjson, verify, writejson
 from .core.folder import recover, replace
 from .core.resident import Resident
 from .errors import configuration
@@ -23,8 +23,9 @@ from .indexfolder import indexids
 from .lock import ReadWriteLock
 from .settings import resolve
 
-# Metadata file format of a saved Muvera index folder
-FORMAT, VERSION = "txtai-muvera-index", 3
+# Metadata file format of a saved Muvera index folder, and the earlier version still read (unsealed, sizes only for the
+# arrays, sha256 of delegated files, no index id)
+FORMAT, VERSION, LEGACY = "txtai-muvera-index", 3, 2
 
 # Logging configuration
 logger = logging.getLogger(__name__)
@@ -222,13 +223,19 @@ class Muvera(ANN):
         """
 
         metadata = readmetadata(path)
-        files = metadata["files"]
+        files, legacy = metadata["files"], metadata["version"] == LEGACY
+        if legacy:
+            message = "%s: saved by an earlier txtai-muvera release (format version %d) without data checksums: loaded with size, header and "
+            message += "recorded sha256 checks only (like verify: off for its data); saving it again writes the current format"
+            logger.warning(message, path, LEGACY)
 
         # The config must ask for the FDE parameters and model the index was built with
         self.configure(metadata, os.path.join(path, "muvera.json"))
 
-        # Token store: bound to this muvera.json by its sealed store.json, then the store validates its own folder
-        verify(os.path.join(path, "tokens", "store.json"), files.get("tokens/store.json"), path, IndexFileError, "muvera.json")
+        # Token store: bound to this muvera.json by its sealed store.json (not recorded by the earlier release), then the
+        # store validates its own folder
+        if not legacy:
+            verify(os.path.join(path, "tokens", "store.json"), files.get("tokens/store.json"), path, IndexFileError, "muvera.json")
         store = plugins.lookup("stores", self.settings["store"]).load(os.path.join(path, "tokens"), verify=self.settings["verify"])
         if len(store) != metadata["documents"]:
             raise IndexFileError(f"{path}: token store holds {len(store)} documents, muvera.json records {metadata['documents']}")
@@ -241,14 +248,23 @@ class Muvera(ANN):
             if not names or names != sorted(name for name in files if name == "fde" or name.startswith("fde/")):
                 raise IndexFileError(f"{path}: delegated FDE index files {names} do not match muvera.json")
             for name in names:
-                verify(os.path.join(path, name), files[name], path, IndexFileError, "muvera.json")
+                filename = os.path.join(path, name)
+                if legacy:
+                    size = checksize(filename, files[name], path, IndexFileError, "muvera.json", legacy=True)
+                    checksha256(filename, files[name].get("sha256"), size, path)
+                else:
+                    verify(filename, files[name], path, IndexFileError, "muvera.json")
             delegate = self.loaddelegate(path, metadata["delegate"])
         else:
             shape = (metadata["documents"], metadata["dimensions"])
-            fdes, verifier = readarray(path, "fde.npy", files.get("fde.npy"), shape, self.settings["verify"])
+            fdes, verifier = readarray(path, "fde.npy", files.get("fde.npy"), shape, self.settings["verify"], legacy)
 
-        # Consistency with txtai's files: index identity, documents and offset
+        # Consistency with txtai's files: index identity (not recorded by the earlier release), documents and offset
         offset = self.consistent(path, metadata, store)
+
+        # An earlier release's index gets an identity now: the next save records it in config.json and muvera.json
+        if legacy:
+            self.config["muvera"] = {**self.config["muvera"], "index": uuid.uuid4().hex}
 
         self.store, self.fdes, self.delegate, self.verifier = store, fdes, delegate, verifier
         self.fingerprint, self.encoding = metadata["fingerprint"], metadata["encoding"]
@@ -274,9 +290,11 @@ class Muvera(ANN):
             txtai's offset
         """
 
+        # An earlier release's folder records no identity: config.json may name one when the first save after the upgrade
+        # wrote config.json and died before this folder
         name, rows = os.path.join(path, "muvera.json"), len(store)
         block = self.config.get("muvera") if isinstance(self.config.get("muvera"), dict) else {}
-        if block.get("index") and metadata.get("index") != block["index"]:
+        if block.get("index") and metadata.get("index") != block["index"] and metadata["version"] != LEGACY:
             raise IndexFileError(
                 f"{name}: belongs to another index than config.json (index {metadata.get('index')}, config.json names {block['index']})"
             )
@@ -639,11 +657,11 @@ def readmetadata(path):
     def check(metadata):
         if metadata.get("format") != FORMAT:
             raise IndexFileError(f"{name} is not a txtai-muvera index file")
-        if metadata.get("version") != VERSION:
-            raise IndexFileError(f"{name} has format version {metadata.get('version')!r}, this txtai-muvera reads version {VERSION}")
+        if metadata.get("version") not in (VERSION, LEGACY):
+            raise IndexFileError(f"{name} has format version {metadata.get('version')!r}, this txtai-muvera reads versions {LEGACY} and {VERSION}")
 
-    # Bounded, regular file inside the folder, format and version, then its seal
-    metadata = readjson(name, path, IndexFileError, check)
+    # Bounded, regular file inside the folder, format and version, then its seal (the earlier version has none)
+    metadata = readjson(name, path, IndexFileError, check, lambda metadata: metadata.get("version") == LEGACY)
 
     # Field types: everything later code relies on
     problems = []
@@ -706,7 +724,7 @@ def listing(folder, name):
     return sorted(names)
 
 
-def readarray(path, name, expected, shape, policy="lazy"):
+def readarray(path, name, expected, shape, policy="lazy", legacy=False):
     """
     Memory maps a saved .npy array after checking its size, header, dtype and shape. Never unpickles. The dtype is the
     one recorded in its description (float32 by default).
@@ -718,6 +736,7 @@ def readarray(path, name, expected, shape, policy="lazy"):
         shape: expected shape
         policy: checksum verification, "load" verifies now, "lazy" and "off" only check size and header (the caller
             runs the verifier before the rows are first searched, or on verify)
+        legacy: described by an earlier release: size and header only, no checksums (the verifier is None)
 
     Returns:
         (read-only memory-mapped array, Verifier)
@@ -727,7 +746,7 @@ def readarray(path, name, expected, shape, policy="lazy"):
     """
 
     filename = os.path.join(path, name)
-    size = checksize(filename, expected, path, IndexFileError, "muvera.json")
+    size = checksize(filename, expected, path, IndexFileError, "muvera.json", legacy)
     dtype = np.dtype(expected.get("dtype", "float32")) if expected.get("dtype", "float32") in ("float32", "float16") else None
     if dtype is None:
         raise IndexFileError(f"{filename}: unsupported dtype {expected.get('dtype')!r} in muvera.json")
@@ -735,8 +754,8 @@ def readarray(path, name, expected, shape, policy="lazy"):
     # Header only, never the data
     start = npyheader(filename, size, dtype, shape, IndexFileError, path)
 
-    verifier = Verifier(filename, expected)
-    if policy == "load":
+    verifier = Verifier(filename, expected) if not legacy else None
+    if policy == "load" and verifier:
         verifier.all()
 
     # Zero rows cannot be memory mapped

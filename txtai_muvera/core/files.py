@@ -2,6 +2,7 @@
 Files module
 """
 
+import hashlib
 import json
 import os
 import stat
@@ -122,7 +123,7 @@ def readbytes(filename, root, limit=METADATA, error=IndexFileError):
     return data
 
 
-def readjson(filename, root, error=IndexFileError, check=None):
+def readjson(filename, root, error=IndexFileError, check=None, unsealed=None):
     """
     Reads a metadata file written by writejson: bounded read, strict UTF-8 JSON object, then its seal (a CRC32 of its
     canonical form) is checked, so a flipped byte that still parses is caught.
@@ -133,6 +134,8 @@ def readjson(filename, root, error=IndexFileError, check=None):
         error: exception class raised on a problem
         check: optional function called with the metadata before its seal is checked (format and version checks, so a
             foreign file is named as such)
+        unsealed: optional function that returns True for metadata of an earlier release, written without a seal: it
+            is accepted only without one
 
     Returns:
         dict without the seal
@@ -150,6 +153,10 @@ def readjson(filename, root, error=IndexFileError, check=None):
     seal = metadata.pop(SEAL, None)
     if check:
         check(metadata)
+    if unsealed and unsealed(metadata):
+        if seal is not None:
+            raise error(f"{filename} is corrupt: an earlier format version with a checksum")
+        return metadata
     if seal != crc(canonical(metadata)):
         raise error(f"{filename}: checksum mismatch, file is corrupt or was edited")
 
@@ -259,7 +266,7 @@ def checkdescription(filename, expected, error, metadata):
         raise error(f"{filename}: not described in {metadata}")
 
 
-def checksize(filename, expected, root, error=IndexFileError, metadata="metadata"):
+def checksize(filename, expected, root, error=IndexFileError, metadata="metadata", legacy=False):
     """
     Checks that a regular file exists inside root with the size its metadata records.
 
@@ -269,6 +276,7 @@ def checksize(filename, expected, root, error=IndexFileError, metadata="metadata
         root: index folder
         error: exception class raised on a problem
         metadata: name of the metadata file, for messages
+        legacy: description written by an earlier release, which records the size only (no block checksums)
 
     Returns:
         file size in bytes
@@ -277,7 +285,10 @@ def checksize(filename, expected, root, error=IndexFileError, metadata="metadata
         error: file not described, missing, special, outside root, truncated or larger than recorded
     """
 
-    checkdescription(filename, expected, error, metadata)
+    if not legacy:
+        checkdescription(filename, expected, error, metadata)
+    elif not isinstance(expected, dict) or type(expected.get("bytes")) is not int or expected["bytes"] < 0:
+        raise error(f"{filename}: not described in {metadata}")
     size = filesize(filename, root, error)
     if size != expected["bytes"]:
         problem = "truncated" if size < expected["bytes"] else "larger than recorded"
@@ -315,6 +326,36 @@ def verify(filename, expected, root, error=IndexFileError, metadata="metadata", 
             raise error(f"{filename}: checksum mismatch in block {x} (bytes {start} to {min(start + block, size)}), file is corrupt")
 
     return size
+
+
+def checksha256(filename, expected, size, root, error=IndexFileError, data=None):
+    """
+    Checks a file against the sha256 an earlier release recorded for it ("sha256:<hex>"), reading a regular file inside
+    root block by block, never more than its checked size plus one byte.
+
+    Args:
+        filename: file path
+        expected: recorded "sha256:<hex>" string
+        size: file size checked against its metadata (see checksize)
+        root: index folder
+        error: exception class raised on a problem
+        data: the file's bytes when already read (bounded by the caller)
+    """
+
+    digest, read = hashlib.sha256(), 0
+    if data is not None:
+        digest.update(data)
+        read = len(data)
+    else:
+        with openfile(filename, root, error) as handle:
+            for block in iter(lambda: handle.read(min(BLOCK, size + 1 - read)), b""):
+                digest.update(block)
+                read += len(block)
+
+    if read != size:
+        raise error(f"{filename}: changed while it was read")
+    if not isinstance(expected, str) or expected != f"sha256:{digest.hexdigest()}":
+        raise error(f"{filename}: checksum mismatch, file is corrupt")
 
 
 class Verifier:

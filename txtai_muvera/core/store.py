@@ -3,17 +3,18 @@ Store module
 """
 
 import io
+import logging
 import os
 import shutil
 
 import numpy as np
 
-from .files import IndexFileError, Verifier, checksize, describe, npyheader, openfile, readbytes, readjson, verify, writebytes, writejson
+from .files import IndexFileError, Verifier, checksha256, checksize, describe, npyheader, readbytes, readjson, verify, writebytes, writejson
 from .ragged import pack
 
-# Token store folder format
+# Token store folder format, and the earlier version still read: unsealed, sha256 of offsets and tombstones only
 FORMAT = "txtai-muvera-tokenstore"
-VERSION = 2
+VERSION, LEGACY = 2, 1
 
 # Checksum verification policies of the memory-mapped arrays: each block when first read, all at load, or none
 VERIFY = ("lazy", "load", "off")
@@ -23,6 +24,9 @@ DTYPES = {"float32": 4, "float16": 2, "int8": 1}
 
 # Bytes copied per block when streaming tokens to disk, keeps memory flat while saving memory-mapped stores
 BLOCK = 1 << 26
+
+# Logging configuration
+logger = logging.getLogger(__name__)
 
 
 class StoreError(IndexFileError):
@@ -445,6 +449,10 @@ class TokenStore:
         renames and path.old, the last complete store, is loaded. A path.tmp folder is never loaded: it is an unfinished
         save, ignored and removed by the next save.
 
+        A store saved by the previous release (version 1: unsealed store.json, sha256 of offsets and tombstones, no data
+        checksums) loads with those checks, its tokens checked by size and header only whatever verify says; saving it
+        writes the current version.
+
         Args:
             path: store folder
             mmap: memory map tokens (default), False reads them into memory (and verifies them)
@@ -470,6 +478,12 @@ class TokenStore:
         config = TokenStore._metadata(path)
         store = TokenStore(config["dimension"], config["dtype"])
         rows, tokens = config["rows"], config["tokens"]
+
+        # An earlier release's store has no data checksums: its tokens are read like verify "off"
+        if config["version"] == LEGACY:
+            message = "%s: token store saved by an earlier txtai-muvera release (format version %d) without data checksums, "
+            message += "tokens checked by size and header only; saving it again writes the current format"
+            logger.info(message, path, LEGACY)
 
         # Small arrays: read, checksum and check structure
         offsets = TokenStore._small(path, config, "offsets.npy", np.int64, (rows + 1,))
@@ -723,13 +737,16 @@ class TokenStore:
             filename = os.path.join(path, name)
             size = TokenStore._size(path, config, name)
             start = npyheader(filename, size, dtype, shape, StoreError, path)
-            verifier = Verifier(filename, config["files"][name], StoreError)
-            if verify == "load" or not mmap:
-                verifier.all()
-            elif verify == "written":
-                verifier.checked[:] = True
-            if mmap:
-                self._verifiers.append((verifier, start, dtype.itemsize * int(np.prod(shape[1:]))))
+
+            # An earlier release's files have no block checksums to verify
+            if config["version"] != LEGACY:
+                verifier = Verifier(filename, config["files"][name], StoreError)
+                if verify == "load" or not mmap:
+                    verifier.all()
+                elif verify == "written":
+                    verifier.checked[:] = True
+                if mmap:
+                    self._verifiers.append((verifier, start, dtype.itemsize * int(np.prod(shape[1:]))))
 
             array = np.memmap(filename, dtype=dtype, mode="r", offset=start, shape=shape) if tokens else np.zeros(shape, dtype=dtype)
             arrays.append(array if mmap else np.array(array))
@@ -790,10 +807,12 @@ class TokenStore:
         def check(config):
             if config.get("format") != FORMAT:
                 raise StoreError(f"not a txtai-muvera token store: {name}: format is not {FORMAT!r}")
-            if config.get("version") != VERSION:
-                raise StoreError(f"{name}: unsupported token store version {config.get('version')!r}, this build reads version {VERSION}")
+            if config.get("version") not in (VERSION, LEGACY):
+                version = config.get("version")
+                raise StoreError(f"{name}: unsupported token store version {version!r}, this build reads versions {LEGACY} and {VERSION}")
 
-        config = readjson(name, path, StoreError, check)
+        # The earlier version is unsealed and records sha256 checksums of the small arrays only
+        config = readjson(name, path, StoreError, check, lambda config: config.get("version") == LEGACY)
 
         # Required fields and types
         for key in ["dimension", "rows", "tokens"]:
@@ -804,6 +823,8 @@ class TokenStore:
             raise StoreError(f"{name}: invalid dtype {config.get('dtype')!r}")
         if not isinstance(config.get("files"), dict):
             raise StoreError(f"{name}: files missing")
+        if config["version"] == LEGACY and not isinstance(config.get("checksums"), dict):
+            raise StoreError(f"{name}: checksums missing")
 
         return config
 
@@ -821,7 +842,7 @@ class TokenStore:
             file size in bytes
         """
 
-        return checksize(os.path.join(path, name), config["files"].get(name), path, StoreError, "store.json")
+        return checksize(os.path.join(path, name), config["files"].get(name), path, StoreError, "store.json", config["version"] == LEGACY)
 
     @staticmethod
     def _small(path, config, name, dtype, shape):
@@ -843,7 +864,10 @@ class TokenStore:
         filename = os.path.join(path, name)
         size = TokenStore._size(path, config, name)
         data = readbytes(filename, path, size, StoreError)
-        verify(filename, config["files"][name], path, StoreError, "store.json", data)
+        if config["version"] == LEGACY:
+            checksha256(filename, config["checksums"].get(name), size, path, StoreError, data)
+        else:
+            verify(filename, config["files"][name], path, StoreError, "store.json", data)
 
         npyheader(filename, size, dtype, shape, StoreError, path)
         try:
