@@ -15,9 +15,11 @@ from txtai.ann import ANN, ANNFactory
 
 from . import plugins
 from .array import LateArray
+from .delegate import delegateconfig, removable, tune
 from .files import checksize, npyheader, sha256
 from .folder import recover, replace
 from .maxsim import maxsim
+from .scan import ENCODINGDTYPES, Scan, encodingrows
 from .settings import resolve
 
 # Metadata file format of a saved Muvera index folder
@@ -122,6 +124,9 @@ class Muvera(ANN):
         # Searches share the index, writes take it exclusively
         self.lock = ReadWriteLock()
 
+        # Exact scan over float32 or float16 candidate vectors
+        self.scan = Scan()
+
     def index(self, embeddings):
         store = self.tokenstore(embeddings)
         fdes = self.rows(embeddings)
@@ -144,10 +149,11 @@ class Muvera(ANN):
 
             # FDE candidate index
             if self.settings["search"] == "exact":
-                self.fdes = fdes
+                self.fdes = encodingrows(fdes, self.settings["encodingdtype"])
             else:
                 self.delegate = self.createdelegate(fdes.shape[1])
                 self.delegate.index(fdes)
+                tune(self.delegate)
 
             self.config["offset"] = fdes.shape[0]
             self.metadata({"torch": torch.__version__, "numpy": np.__version__})
@@ -171,7 +177,7 @@ class Muvera(ANN):
             if self.delegate:
                 self.delegate.append(fdes)
             else:
-                self.fdes = np.concatenate((self.fdes, fdes))
+                self.fdes = np.concatenate((self.fdes, encodingrows(fdes, self.settings["encodingdtype"])), dtype=self.settings["encodingdtype"])
 
             self.config["offset"] += fdes.shape[0]
             self.metadata()
@@ -183,7 +189,7 @@ class Muvera(ANN):
 
             ids = self.store.delete(ids)
             if self.delegate and ids:
-                self.delegate.delete(ids)
+                removable(self.delegate, ids)
 
     def search(self, queries, limit):
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
@@ -234,11 +240,15 @@ class Muvera(ANN):
         """
 
         if self.delegate:
-            # Backends pad short result lists with negative ids
-            return [[(uid, score) for uid, score in rows if uid >= 0] for rows in self.delegate.search(queries, depth)]
+            # Backends pad short result lists with negative ids. Deleted rows a backend could not remove are skipped:
+            # ask for as many more rows as it still holds
+            kept = max(self.delegate.count() - self.store.count(), 0)
+            deleted = self.store.deleted
+            results = self.delegate.search(queries, depth + kept)
+            return [[(uid, score) for uid, score in rows if 0 <= uid < len(deleted) and not deleted[uid]][:depth] for rows in results]
 
         # Exact inner products; deleted rows can never be candidates
-        scores = torch.from_numpy(queries @ self.fdes.T)
+        scores = self.scan(queries, self.fdes)
         scores[:, torch.tensor(self.store.deleted[: scores.shape[1]])] = -torch.inf
 
         top = torch.topk(scores, min(depth, scores.shape[1]))
@@ -276,7 +286,7 @@ class Muvera(ANN):
                     verify(path, name, files[name], checksum=True)
                 delegate = self.loaddelegate(path, metadata["delegate"])
             else:
-                fdes = readarray(path, "fde.npy", files.get("fde.npy"), (metadata["documents"], metadata["dimensions"]))
+                fdes = readarray(path, "fde.npy", files.get("fde.npy"), (metadata["documents"], metadata["dimensions"]), metadata["encodingdtype"])
 
             self.store, self.fdes, self.delegate = store, fdes, delegate
             self.fingerprint, self.encoding = metadata["fingerprint"], metadata["encoding"]
@@ -294,7 +304,9 @@ class Muvera(ANN):
                 for name in listing(folder, "fde"):
                     files[name] = describe(folder, name, checksum=True)
             else:
-                np.save(os.path.join(folder, "fde.npy"), np.asarray(self.fdes), allow_pickle=False)
+                # Rows loaded from an older float32 index are written in the configured type
+                fdes = encodingrows(np.asarray(self.fdes), self.settings["encodingdtype"])
+                np.save(os.path.join(folder, "fde.npy"), fdes, allow_pickle=False)
                 files["fde.npy"] = describe(folder, "fde.npy")
 
             metadata = {
@@ -305,6 +317,7 @@ class Muvera(ANN):
                 "documents": len(self.store),
                 "dimensions": self.dimensions(),
                 "delegate": self.delegate.config if self.delegate else None,
+                "encodingdtype": None if self.delegate else str(fdes.dtype),
                 "files": files,
             }
             with open(os.path.join(folder, "muvera.json"), "w", encoding="utf-8") as f:
@@ -435,24 +448,22 @@ class Muvera(ANN):
             txtai ANN
         """
 
-        config = self.delegateconfig()
+        config = self.delegateconfig(dimensions)
         config["dimensions"] = dimensions
         return ANNFactory.create(config)
 
-    def delegateconfig(self):
+    def delegateconfig(self, dimensions=None):
         """
-        Builds the delegated ANN config from muvera.search.
+        Builds the delegated ANN config from muvera.search: a txtai ANN backend, a preset name or a dict.
+
+        Args:
+            dimensions: candidate vector width
 
         Returns:
             config dict with a backend key
         """
 
-        search = self.settings["search"]
-        config = dict(search) if isinstance(search, dict) else {"backend": search}
-        if "muvera" in str(config["backend"]).lower():
-            raise ValueError("muvera search cannot delegate to the Muvera backend itself")
-
-        return config
+        return delegateconfig(self.settings["search"], dimensions)
 
     def checkdelegate(self, path, saved):
         """
@@ -491,6 +502,8 @@ class Muvera(ANN):
         except (RuntimeError, OSError, ValueError, KeyError, TypeError) as error:
             raise IndexFileError(f"{os.path.join(path, 'fde')}: unreadable delegated FDE index ({error})") from error
 
+        # Search settings faiss does not save
+        tune(delegate)
         return delegate
 
 
@@ -555,6 +568,10 @@ def readmetadata(path):
             problems.append(key)
     if not (metadata.get("delegate") is None or isinstance(metadata["delegate"], dict)):
         problems.append("delegate")
+    # Indexes saved before float16 candidate vectors hold float32 rows
+    metadata["encodingdtype"] = metadata.get("encodingdtype") or "float32"
+    if metadata["encodingdtype"] not in ENCODINGDTYPES:
+        problems.append("encodingdtype")
     files = metadata.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, dict) and safename(k) for k, v in files.items()):
         problems.append("files")
@@ -644,15 +661,16 @@ def verify(path, name, expected, checksum=False):
         raise IndexFileError(f"{filename}: checksum mismatch, file is corrupt")
 
 
-def readarray(path, name, expected, shape):
+def readarray(path, name, expected, shape, dtype="float32"):
     """
-    Memory maps a saved float32 .npy array after checking its size, header, dtype and shape. Never unpickles.
+    Memory maps a saved float32 or float16 .npy array after checking its size, header, dtype and shape. Never unpickles.
 
     Args:
         path: index folder
         name: file name
         expected: recorded description
         shape: expected shape
+        dtype: dtype recorded in muvera.json
 
     Returns:
         read-only memory-mapped array
@@ -665,11 +683,11 @@ def readarray(path, name, expected, shape):
     filename = os.path.join(path, name)
 
     # Header only, never the data
-    start = npyheader(filename, expected["bytes"], np.float32, shape, IndexFileError)
+    start = npyheader(filename, expected["bytes"], dtype, shape, IndexFileError)
 
     # Zero rows cannot be memory mapped
     if not shape[0]:
-        return np.zeros(shape, dtype=np.float32)
+        return np.zeros(shape, dtype=dtype)
 
-    return np.memmap(filename, dtype=np.float32, mode="r", offset=start, shape=tuple(shape))
+    return np.memmap(filename, dtype=dtype, mode="r", offset=start, shape=tuple(shape))
 

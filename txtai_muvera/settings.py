@@ -6,6 +6,7 @@ import difflib
 import inspect
 
 from . import plugins
+from .scan import ENCODINGDTYPES
 
 # Index settings of the muvera: config block, besides the parameters of the fixed dimensional encoding
 DEFAULTS = {
@@ -19,6 +20,8 @@ DEFAULTS = {
     "candidates": 100,
     # Token vector storage type: float32, float16 or int8
     "dtype": "float16",
+    # Candidate vector (FDE) storage type of the exact search: float16 (half the bytes) or float32
+    "encodingdtype": "float16",
     # FDE candidate search: "exact" or a txtai ANN backend name (faiss, hnsw, ...) or a dict with a backend key and its settings
     "search": "exact",
     # MaxSim reduction over query tokens: mean (txtai) or sum (PyLate)
@@ -67,6 +70,8 @@ def resolve(block):
         raise ValueError(f"muvera candidates must be an integer >= 0, got {candidates!r}")
     if settings["dtype"] not in DTYPES:
         raise ValueError(f"muvera dtype must be one of {DTYPES}, got {settings['dtype']!r}")
+    if settings["encodingdtype"] not in ENCODINGDTYPES:
+        raise ValueError(f"muvera encodingdtype must be one of {ENCODINGDTYPES}, got {settings['encodingdtype']!r}")
     if settings["reduce"] not in ("mean", "sum"):
         raise ValueError(f"muvera reduce must be 'mean' or 'sum', got {settings['reduce']!r}")
     if not (settings["fingerprint"] is None or isinstance(settings["fingerprint"], str)):

@@ -1,0 +1,142 @@
+"""
+Candidate vector storage and delegated candidate search: float16 rows, the float16 scan, older float32 indexes, presets.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from txtai.embeddings import Embeddings
+
+from helpers import TEXTS, late
+from txtai_muvera.delegate import PRESETS, delegateconfig, pqsize
+from txtai_muvera.scan import Scan, encodingrows
+
+
+def ranking(embeddings, queries=("virus cases", "frog", "interest rates", "lottery")):
+    """
+    Top 5 ids and scores of a few queries.
+    """
+
+    return [[(r["id"], round(r["score"], 4)) for r in embeddings.search(query, 5)] for query in queries]
+
+
+@pytest.mark.parametrize("method", ["matmul", "blocked"])
+def test_scan_methods(method):
+    # Both float16 methods score like float32 within float16 rounding, over several blocks and a partial one
+    generator = np.random.default_rng(3)
+    rows = generator.standard_normal((300, 64)).astype(np.float32)
+    queries = generator.standard_normal((5, 64)).astype(np.float32)
+
+    scan = Scan()
+    scores = scan.run(method, torch.from_numpy(queries), torch.from_numpy(rows.astype(np.float16)))
+    assert scores.shape == (5, 300) and scores.dtype == torch.float32
+    np.testing.assert_allclose(scores.numpy(), queries @ rows.astype(np.float16).astype(np.float32).T, atol=0.05, rtol=0.01)
+
+    # The measured choice is remembered per batch shape
+    scan(queries[:1], rows.astype(np.float16))
+    scan(queries, rows.astype(np.float16))
+    assert set(scan.methods) == {1, 2} and set(scan.methods.values()) <= {"matmul", "blocked"}
+
+
+def test_encodingrows():
+    rows = np.array([[1.5, -2.0]], dtype=np.float32)
+    assert encodingrows(rows, "float16").dtype == np.float16
+    assert encodingrows(rows, "float32") is rows
+
+    # Beyond float16's range is an error naming the fix, never inf
+    with pytest.raises(ValueError, match="encodingdtype: float32"):
+        encodingrows(np.array([[1e6]], dtype=np.float32), "float16")
+    with pytest.raises(ValueError, match="encodingdtype"):
+        encodingrows(rows, "bfloat16")
+
+
+def test_float16_rows(pylate_model, tmp_path):
+    # Default float16 rows: half the bytes, the same ranking as float32 rows
+    half = Embeddings(late(pylate_model))
+    half.index(TEXTS)
+    full = Embeddings(late(pylate_model, encodingdtype="float32"))
+    full.index(TEXTS)
+    assert ranking(half) == ranking(full)
+
+    half.save(str(tmp_path / "half"))
+    full.save(str(tmp_path / "full"))
+    rows = {name: np.load(tmp_path / name / "embeddings" / "fde.npy", mmap_mode="r") for name in ("half", "full")}
+    assert rows["half"].dtype == np.float16 and rows["full"].dtype == np.float32
+    assert os.path.getsize(tmp_path / "half" / "embeddings" / "fde.npy") < 0.55 * os.path.getsize(tmp_path / "full" / "embeddings" / "fde.npy")
+    with open(tmp_path / "half" / "embeddings" / "muvera.json", encoding="utf-8") as f:
+        assert json.load(f)["encodingdtype"] == "float16"
+
+    # Upserts after a reload append float16 rows
+    loaded = Embeddings().load(str(tmp_path / "half"))
+    loaded.upsert([(len(TEXTS), "Frogs sing at night in the rainforest", None)])
+    assert loaded.ann.fdes.dtype == np.float16
+    assert str(len(TEXTS)) in [str(r["id"]) for r in loaded.search("frog rainforest night", 3)]
+
+    with pytest.raises(ImportError):
+        Embeddings(late(pylate_model, encodingdtype="float8"))
+
+
+def test_float32_index_loads(pylate_model, tmp_path):
+    # An index saved before float16 rows existed: float32 fde.npy, no encodingdtype in muvera.json or the config
+    old = Embeddings(late(pylate_model, encodingdtype="float32"))
+    old.index(TEXTS)
+    expected = ranking(old)
+    old.save(str(tmp_path / "old"))
+
+    for name in ("embeddings/muvera.json", "config.json"):
+        with open(tmp_path / "old" / name, encoding="utf-8") as f:
+            fields = json.load(f)
+        fields.pop("encodingdtype", None)
+        fields.get("muvera", {}).pop("encodingdtype", None)
+        with open(tmp_path / "old" / name, "w", encoding="utf-8") as f:
+            json.dump(fields, f, indent=2)
+
+    # Its float32 rows load memory mapped and search as before
+    loaded = Embeddings().load(str(tmp_path / "old"))
+    assert loaded.ann.fdes.dtype == np.float32
+    assert ranking(loaded) == expected
+
+    # Saved again, it is written in the configured float16
+    loaded.save(str(tmp_path / "new"))
+    assert np.load(tmp_path / "new" / "embeddings" / "fde.npy", mmap_mode="r").dtype == np.float16
+    assert ranking(Embeddings().load(str(tmp_path / "new"))) == expected
+
+
+def test_presets():
+    assert delegateconfig("faiss-ivfpq", 10240)["faiss"]["components"] == "IDMap,IVF,PQ1280x4fs,Refine(SQfp16)"
+    assert delegateconfig("faiss") == {"backend": "faiss"}
+    assert pqsize(10240) == 1280 and pqsize(2048) == 256 and pqsize(12) == 1
+    assert delegateconfig("faiss-hnsw") is not delegateconfig("faiss-hnsw") and PRESETS["faiss-hnsw"]["faiss"]["efsearch"]
+    with pytest.raises(ValueError, match="itself"):
+        delegateconfig("txtai_muvera.Muvera")
+
+
+@pytest.mark.parametrize("search", sorted(PRESETS))
+def test_preset_search(pylate_model, tmp_path, search):
+    # Each preset through txtai: search, delete (rows an index cannot remove are skipped), save, load with its settings.
+    # 60 rows (product quantization trains 16 centroids per code): all are candidates, the ranking is exact
+    texts = [f"{text} {x}" for x in range(5) for text in TEXTS]
+    embeddings = Embeddings(late(pylate_model, search=search))
+    embeddings.index(texts)
+    exact = Embeddings(late(pylate_model))
+    exact.index(texts)
+    assert ranking(embeddings) == ranking(exact)
+
+    embeddings.delete([4])
+    results = embeddings.search(texts[4], len(texts))
+    assert 4 not in [r["id"] for r in results] and len(results) == len(texts) - 1
+
+    embeddings.save(str(tmp_path / "index"))
+    loaded = Embeddings().load(str(tmp_path / "index"))
+    assert ranking(loaded) == ranking(embeddings)
+    assert 4 not in [r["id"] for r in loaded.search(texts[4], len(texts))]
+
+    # faiss search settings txtai does not save are applied again on load
+    if search == "faiss-hnsw":
+        import faiss
+
+        assert faiss.downcast_index(loaded.ann.delegate.backend.index).hnsw.efSearch == PRESETS[search]["faiss"]["efsearch"]
