@@ -6,6 +6,7 @@ from the JSON files of `txtai-muvera tune --json` and of `txtai-muvera evaluate 
 
     python benchmarks/results.py scifact benchmarks/scifact.json
     python benchmarks/results.py tuning benchmarks/tune-scifact.json benchmarks/scifact-tuned.json
+    python benchmarks/results.py candidates benchmarks/scale-real-scifact.json benchmarks/scale-real-100k.json
 """
 
 import argparse
@@ -18,7 +19,7 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "RESULTS.md"
 
 # Sections written from results files
-SCIFACT, TUNING = "BEIR SciFact evaluation", "Tuning"
+SCIFACT, TUNING, CANDIDATES = "BEIR SciFact evaluation", "Tuning", "Candidate search on real token vectors"
 
 
 def write(heading, body, path=RESULTS):
@@ -144,18 +145,67 @@ def tuning(path, evaluation=None):
     return "\n".join(lines)
 
 
+def candidates(*paths):
+    """
+    Renders the candidate search section from bench_scale_real.py JSON files (SciFact, then larger collections).
+
+    Args:
+        paths: JSON files written by benchmarks/bench_scale_real.py --output
+
+    Returns:
+        markdown string
+    """
+
+    lines = [
+        "Exact top 10 recall of 100 candidates re-ranked with exact MaxSim, against candidate search latency and size, on real "
+        "minilm-colbert token vectors of BEIR SciFact (collections above 5,183 documents add documents mixed token by token from "
+        "2 or 3 random SciFact documents; queries are SciFact test queries; ground truth is the exact MaxSim top 10 over the "
+        "whole collection). Every index goes through the `txtai_muvera.Muvera` ANN, delegated searches through txtai's ANN "
+        "backends; one query at a time on one thread. Index bytes = float16 token store + candidate part.",
+    ]
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+
+        lines += [
+            "",
+            f"**{results['documents']:,} documents, {results['queries']} queries** ({results['tokens']:,} tokens, "
+            f"{results['token_bytes_per_document']:,} token bytes per document; {results['machine']}; load average "
+            f"{results['loadavg'][0]} at the start, {results['loadavg_end'][0]} at the end, so compare CPU ms). "
+            f"Regenerate: `{results['command']}`",
+            "",
+            "| encoding | candidate search | setting | recall@10 | p50 ms | CPU ms / query | candidate step CPU ms | build CPU s | candidate bytes / doc | index bytes / doc |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in results["rows"]:
+            name = f"{row['encoding']} ({row['dimensions']:,} dims)"
+            lines.append(
+                f"| {name} | {row['search']} | {row['setting']} | {row['recall@10']:.3f} | {row['p50_ms']:.1f} | {row['cpu_ms']:.1f} | "
+                f"{row['candidates_cpu_ms']:.1f} | {row['build_cpu_s']:.1f} | {row['candidate_bytes_per_document']:,} | {row['index_bytes_per_document']:,} |"
+            )
+        if results.get("peers"):
+            lines += ["", *results["peers"]]
+
+    return "\n".join(lines)
+
+
 def main():
     """
     Writes a section of RESULTS.md from a results file.
     """
 
     parser = argparse.ArgumentParser(description="Writes benchmark sections of RESULTS.md")
-    parser.add_argument("section", choices=["scifact", "tuning"], help="section to write")
-    parser.add_argument("json", help="results JSON file: evaluate (scifact) or tune (tuning)")
-    parser.add_argument("evaluation", nargs="?", help="tuning: evaluate JSON file of the recommended block")
+    parser.add_argument("section", choices=["scifact", "tuning", "candidates"], help="section to write")
+    parser.add_argument("json", help="results JSON file: evaluate (scifact), tune (tuning) or bench_scale_real.py (candidates)")
+    parser.add_argument("evaluation", nargs="*", help="tuning: evaluate JSON file of the recommended block; candidates: more JSON files")
     args = parser.parse_args()
 
-    heading, body = (SCIFACT, scifact(args.json)) if args.section == "scifact" else (TUNING, tuning(args.json, args.evaluation))
+    if args.section == "candidates":
+        heading, body = CANDIDATES, candidates(args.json, *args.evaluation)
+    elif args.section == "scifact":
+        heading, body = SCIFACT, scifact(args.json)
+    else:
+        heading, body = TUNING, tuning(args.json, args.evaluation[0] if args.evaluation else None)
     print(body)
     write(heading, body)
     return 0
