@@ -47,9 +47,9 @@ CHUNK = 4096
 # Search settings swept after a delegated index is built (query-time settings only, no rebuild)
 SWEEPS = {
     "faiss": ("nprobe", [8, 16, 32, 64]),
-    "faiss-ivf": ("nprobe", [8, 16, 32, 64]),
+    "faiss-ivf": ("probefraction", [0.05, 0.1, 0.25, 0.5]),
     "faiss-hnsw": ("efsearch", [100, 256, 512]),
-    "faiss-ivfpq": ("nprobe", [16, 32, 64]),
+    "faiss-ivfpq": ("probefraction", [0.05, 0.1, 0.25, 0.5]),
     "hnswlib": ("efsearch", [100, 256, 512]),
 }
 
@@ -350,8 +350,12 @@ def run(args):
     from txtai_muvera.array import LateArray
     from txtai_muvera.delegate import tune
 
-    torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.threads)
+    # Collection, ground truth, encoding and index builds on --buildthreads, queries on --threads
+    def threads(count):
+        torch.set_num_threads(count)
+        faiss.omp_set_num_threads(count)
+
+    threads(args.buildthreads)
     os.makedirs(args.folder, exist_ok=True)
 
     data = vectors(args)
@@ -386,10 +390,12 @@ def run(args):
             label, settings = searchconfig(search)
             ann = Muvera({"backend": "txtai_muvera.Muvera", "muvera": {"encoding": name, "candidates": CANDIDATES, "progress": False, **settings}})
 
+            threads(args.buildthreads)
             start = time.process_time()
             ann.index(LateArray(fdes, store=store, encoding=encoding.config()))
             build = time.process_time() - start
             size = candidatebytes(ann, args.folder)
+            threads(args.threads)
 
             # Query-time settings of a delegated index, each measured on the same build
             name_, values = SWEEPS.get(search, (None, [None]))
@@ -437,7 +443,8 @@ def main():
         "--searches", nargs="+", default=["exact", "exact-float32", "faiss", "faiss-ivf", "faiss-hnsw", "faiss-ivfpq"], help="candidate searches"
     )
     parser.add_argument("--sweep", action="store_true", help="sweep each delegated search's query-time setting")
-    parser.add_argument("--threads", type=int, default=1, help="torch and faiss threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch and faiss threads of the queries")
+    parser.add_argument("--buildthreads", type=int, default=2, help="torch and faiss threads of everything else (CPU seconds are summed over threads)")
     parser.add_argument("--seed", type=int, default=0, help="collection seed")
     parser.add_argument("--folder", default="/tmp/bench-scale-real", help="scratch folder (token store, rows, ground truth)")
     parser.add_argument("--output", help="JSON results file")

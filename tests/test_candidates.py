@@ -3,6 +3,7 @@ Candidate vector storage and delegated candidate search: float16 rows, the float
 """
 
 import json
+import math
 import os
 
 import numpy as np
@@ -114,6 +115,10 @@ def test_presets():
     with pytest.raises(ValueError, match="itself"):
         delegateconfig("txtai_muvera.Muvera")
 
+    # k-means trains on at most maxtrain rows, through txtai's sample fraction
+    assert delegateconfig("faiss-ivf", 64, rows=100000)["faiss"]["sample"] == 0.2
+    assert "sample" not in delegateconfig("faiss-ivf", 64, rows=1000)["faiss"]
+
 
 @pytest.mark.parametrize("search", sorted(PRESETS))
 def test_preset_search(pylate_model, tmp_path, search):
@@ -136,7 +141,10 @@ def test_preset_search(pylate_model, tmp_path, search):
     assert 4 not in [r["id"] for r in loaded.search(texts[4], len(texts))]
 
     # faiss search settings txtai does not save are applied again on load
-    if search == "faiss-hnsw":
-        import faiss
+    import faiss
 
+    if search == "faiss-hnsw":
         assert faiss.downcast_index(loaded.ann.delegate.backend.index).hnsw.efSearch == PRESETS[search]["faiss"]["efsearch"]
+    if search == "faiss-ivf":
+        index = faiss.downcast_index(loaded.ann.delegate.backend)
+        assert index.nprobe == math.ceil(PRESETS[search]["faiss"]["probefraction"] * index.nlist)

@@ -151,7 +151,7 @@ class Muvera(ANN):
             if self.settings["search"] == "exact":
                 self.fdes = encodingrows(fdes, self.settings["encodingdtype"])
             else:
-                self.delegate = self.createdelegate(fdes.shape[1])
+                self.delegate = self.createdelegate(fdes.shape[1], fdes.shape[0])
                 self.delegate.index(fdes)
                 tune(self.delegate)
 
@@ -437,33 +437,35 @@ class Muvera(ANN):
 
         raise ValueError("txtai_muvera.Muvera needs token vectors with its FDE rows: set method: txtai_muvera.LateVectors")
 
-    def createdelegate(self, dimensions):
+    def createdelegate(self, dimensions, rows=None):
         """
         Creates the txtai ANN that searches FDE rows, when muvera.search names a backend.
 
         Args:
             dimensions: FDE width
+            rows: number of rows to index
 
         Returns:
             txtai ANN
         """
 
-        config = self.delegateconfig(dimensions)
+        config = self.delegateconfig(dimensions, rows)
         config["dimensions"] = dimensions
         return ANNFactory.create(config)
 
-    def delegateconfig(self, dimensions=None):
+    def delegateconfig(self, dimensions=None, rows=None):
         """
         Builds the delegated ANN config from muvera.search: a txtai ANN backend, a preset name or a dict.
 
         Args:
             dimensions: candidate vector width
+            rows: number of rows to index
 
         Returns:
             config dict with a backend key
         """
 
-        return delegateconfig(self.settings["search"], dimensions)
+        return delegateconfig(self.settings["search"], dimensions, rows)
 
     def checkdelegate(self, path, saved):
         """
