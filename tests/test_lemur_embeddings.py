@@ -11,6 +11,7 @@ import pytest
 
 from txtai import Embeddings
 
+from txtai_muvera.cli import main
 from txtai_muvera.encoder import LateEncoder
 from txtai_muvera.lemurfit import fit
 from txtai_muvera.ragged import pack
@@ -191,3 +192,18 @@ def test_bad_settings(pylate_model):
             Embeddings(late(pylate_model, encoding="lemur", **muvera))
         assert isinstance(error.value.__cause__, ValueError)
         assert message in str(error.value.__cause__)
+
+
+def test_fit_command(pylate_model, encoder, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS), encoding="utf-8")
+    output = tmp_path / "artifact"
+    settings = json.dumps({"dimensions": 24, "epochs": 3, "hidden": 16})
+    assert main(["fit", str(pylate_model), str(corpus), "--output", str(output), "--lemur", settings, "--cpu", "--no-progress"]) == 0
+    assert "muvera: {encoding: lemur, path:" in capsys.readouterr().out
+
+    # The artifact indexes as is
+    embeddings = Embeddings(late(pylate_model, encoding="lemur", path=str(output)))
+    embeddings.index(TEXTS)
+    assert embeddings.ann.dimensions() == 24
+    check(embeddings, encoder, ["virus cases"], 2e-3)

@@ -142,6 +142,47 @@ def tune(args):
     return 0 if results["recommended"] else 1
 
 
+def fit(args):
+    """
+    Trains a LEMUR learned candidate encoding on a corpus and saves it in txtai's LEMUR artifact format, for
+    muvera: {encoding: lemur, path: OUTPUT}.
+
+    Args:
+        args: parsed arguments
+
+    Returns:
+        exit code
+    """
+
+    # pylint: disable=C0415
+    import logging
+    from pathlib import Path
+
+    import torch
+
+    from . import plugins as manager
+    from .lemur import Lemur
+    from .ragged import pack
+    from .tune import readcorpus
+
+    block = json.loads(args.lemur) if args.lemur else {}
+    if not isinstance(block, dict):
+        raise SystemExit("--lemur must be a JSON object")
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _, texts = readcorpus(Path(args.corpus))
+    encoder = manager.lookup("encoders", "colbert")(args.model, gpu=not args.cpu, batchsize=args.batchsize)
+    tokens, offsets = pack(encoder.encode(texts, "data", progress=not args.no_progress))
+
+    lemur = Lemur(encoder.dimension, **block)
+    statistics = lemur.fit(tokens, offsets, device="cuda" if not args.cpu and torch.cuda.is_available() else None, progress=not args.no_progress)
+    lemur.model.save(args.output)
+    print(json.dumps({k: v for k, v in statistics.items() if isinstance(v, (int, float, str))}))
+    print(f"LEMUR artifact written to {args.output}: use muvera: {{encoding: lemur, path: {args.output}}}")
+
+    return 0
+
+
 def parser():
     """
     Builds the argument parser.
@@ -204,6 +245,17 @@ def parser():
     command.add_argument("--json", help="write every figure to this JSON file")
     command.add_argument("--no-progress", action="store_true", help="hide progress bars")
     command.set_defaults(run=tune)
+
+    # LEMUR training
+    command = commands.add_parser("fit", help="train a LEMUR learned candidate encoding on a corpus (txtai LEMUR artifact)")
+    command.add_argument("model", help="late-interaction model, local folder or hub id")
+    command.add_argument("corpus", help="BEIR folder (corpus.jsonl), jsonl file (strings or objects with text) or text file (one per line)")
+    command.add_argument("--output", required=True, help="artifact folder to write")
+    command.add_argument("--lemur", help='lemur settings as JSON, e.g. \'{"dimensions": 1024, "epochs": 20}\'')
+    command.add_argument("--batchsize", type=int, default=32, help="encoding batch size (default: 32)")
+    command.add_argument("--cpu", action="store_true", help="run on the CPU even when an accelerator is available")
+    command.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    command.set_defaults(run=fit)
 
     return main
 
