@@ -113,7 +113,10 @@ def tune(args):
         return value.strip().lower() == "true"
 
     fills = values(args.fill, boolean)
-    grid = configurations(values(args.repetitions), values(args.hashes), values(args.projection), values(args.final), fills, args.baseline)
+    learned = json.loads(args.learned) if args.learned else []
+    if not isinstance(learned, list) or not all(isinstance(x, dict) and "encoding" in x for x in learned):
+        raise SystemExit('--learned takes a JSON list of settings with an encoding key, e.g. \'[{"encoding": "lemur"}]\'')
+    grid = configurations(values(args.repetitions), values(args.hashes), values(args.projection), values(args.final), fills, args.baseline, learned)
     tuning = Tune(
         args.model,
         args.corpus,
@@ -130,6 +133,8 @@ def tune(args):
         batchsize=args.batchsize,
         gpu=not args.cpu,
         progress=not args.no_progress,
+        encoder=args.encoder,
+        encoding=args.encoding,
     )
     results = tuning(verify=args.verify)
 
@@ -235,6 +240,9 @@ def parser():
     command.add_argument("--final", default="none", help="FDE Count-Sketch final widths grid, none for off (default: none)")
     command.add_argument("--fill", default="true,false", help="FDE fill of empty document partitions grid (default: true,false)")
     command.add_argument("--no-baseline", dest="baseline", action="store_false", help="leave the encoding defaults out of the grid")
+    command.add_argument("--learned", default='[{"encoding": "lemur"}]', help='learned encodings added to the grid, trained on the corpus, as a JSON list (default: [{"encoding": "lemur"}], "" for none)')
+    command.add_argument("--encoder", default="colbert", help="registered late-interaction encoder (default: colbert)")
+    command.add_argument("--encoding", default="muvera", help="registered encoding of the FDE grid (default: muvera)")
     command.add_argument("--depths", default="10,25,50,100,200,500,1000", help="candidate depths (default: 10,25,50,100,200,500,1000)")
     command.add_argument("--target", type=float, default=0.95, help="recall@10 vs exact MaxSim to reach (default: 0.95)")
     command.add_argument("--objective", choices=["work", "bytes", "depth"], default="work", help="what cheapest means (default: work per query)")
