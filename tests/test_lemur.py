@@ -40,7 +40,9 @@ def encode(model, matrices, category):
 def test_txtai_artifact_loads_in_ours(tmp_path, epochs):
     # txtai trains (uncentered, like LemurTrainer.fit) and saves, ours loads and encodes the same vectors
     matrices = collection()
-    theirs = LemurTrainer().fit(matrices, output=str(tmp_path), epochs=epochs, finalhiddendim=32, hiddendim=24, olssamplesize=200, validationsplit=0.2)
+    theirs = LemurTrainer().fit(
+        matrices, output=str(tmp_path), epochs=epochs, finalhiddendim=32, hiddendim=24, olssamplesize=200, validationsplit=0.2
+    )
     ours = LemurModel.load(str(tmp_path))
 
     for category in ("query", "data"):

@@ -187,7 +187,11 @@ def test_delegated_search(pylate_model, encoder, tmp_path, search):
 
 def test_bad_settings(pylate_model):
     # txtai wraps errors raised while it creates a Vectors method in an ImportError: ours is its cause
-    for muvera, message in [({"epoch": 3}, "did you mean 'epochs'"), ({"minimum": 1}, "minimum"), ({"path": str(pylate_model)}, "not a LEMUR artifact")]:
+    for muvera, message in [
+        ({"epoch": 3}, "did you mean 'epochs'"),
+        ({"minimum": 1}, "minimum"),
+        ({"path": str(pylate_model)}, "not a LEMUR artifact"),
+    ]:
         with pytest.raises(ImportError) as error:
             Embeddings(late(pylate_model, encoding="lemur", **muvera))
         assert isinstance(error.value.__cause__, ValueError)

@@ -207,7 +207,9 @@ class LemurModel:
             f.write("\n")
 
         # Feature weights without the training readout, then the LEMUR state
-        tensors = {name: value.detach().cpu().contiguous() for name, value in self.network.state_dict().items() if not name.startswith("outputlayer.")}
+        tensors = {
+            name: value.detach().cpu().contiguous() for name, value in self.network.state_dict().items() if not name.startswith("outputlayer.")
+        }
         tensors["lemur.mean"] = torch.tensor([self.mean], dtype=torch.float32)
         tensors["lemur.std"] = torch.tensor([self.std], dtype=torch.float32)
         tensors["lemur.sample"] = self.sample.detach().cpu().contiguous()
@@ -488,7 +490,9 @@ class Lemur:
         from .lemurfit import fit
 
         names = ("epochs", "patience", "targets", "learn", "sample", "hidden", "layers", "activation", "validation", "center", "precision", "seed")
-        self.model, self.statistics = fit(flat, offsets, self.params["dimensions"], device=device, progress=progress, **{k: self.params[k] for k in names})
+        self.model, self.statistics = fit(
+            flat, offsets, self.params["dimensions"], device=device, progress=progress, **{k: self.params[k] for k in names}
+        )
         return self.statistics
 
     def attach(self, path):

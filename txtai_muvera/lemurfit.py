@@ -152,7 +152,9 @@ def fit(
     statistics = {"documents": len(documents), "learn": len(inputs), "held": held, "prepare": prepared}
     if epochs:
         autocast = precision == "bfloat16" or (precision == "auto" and bfloat16(device.type))
-        result = train(network, inputs[held:], scores[held:], inputs[:held], scores[:held], epochs, patience, batch, lr, clip, autocast, progress, seed)
+        result = train(
+            network, inputs[held:], scores[held:], inputs[:held], scores[:held], epochs, patience, batch, lr, clip, autocast, progress, seed
+        )
         statistics.update(result, precision="bfloat16" if autocast else "float32")
         config["training"] = {
             "selectedepoch": result["epoch"],
@@ -250,10 +252,13 @@ def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, 
             if len(vinputs):
                 network.eval()
                 with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
-                    metric = sum(
-                        torch.nn.functional.mse_loss(network(vinputs[x : x + 8192]).float(), vtargets[x : x + 8192], reduction="sum").item()
-                        for x in range(0, len(vinputs), 8192)
-                    ) / vtargets.numel()
+                    metric = (
+                        sum(
+                            torch.nn.functional.mse_loss(network(vinputs[x : x + 8192]).float(), vtargets[x : x + 8192], reduction="sum").item()
+                            for x in range(0, len(vinputs), 8192)
+                        )
+                        / vtargets.numel()
+                    )
 
             run = epoch + 1
             bar.update(1)
