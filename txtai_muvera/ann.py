@@ -3,6 +3,7 @@ ANN module
 """
 
 import json
+import logging
 import os
 import threading
 
@@ -18,15 +19,21 @@ from .array import LateArray
 from .delegate import delegateconfig, removable, tune
 from .files import checksize, npyheader, sha256
 from .folder import recover, replace
+from .lemur import ArtifactError, LemurModel
 from .maxsim import maxsim
 from .scan import ENCODINGDTYPES, Scan, encodingrows
-from .settings import resolve
+from .settings import DEFAULTS, resolve
 
 # Metadata file format of a saved Muvera index folder
 FORMAT, VERSION = "txtai-muvera-index", 2
 
 # Largest muvera.json read: real metadata is a few kilobytes, anything bigger is not ours
 METADATA = 1 << 20
+
+# Folder of a learned encoding's artifact inside an index folder
+LEARNED = "lemur"
+
+logger = logging.getLogger(__name__)
 
 
 class IndexFileError(ValueError):
@@ -121,6 +128,9 @@ class Muvera(ANN):
         self.fdes, self.delegate, self.store = None, None, None
         self.fingerprint, self.encoding = None, None
 
+        # Trained model of a learned encoding, saved with the index
+        self.learned = None
+
         # Searches share the index, writes take it exclusively
         self.lock = ReadWriteLock()
 
@@ -133,14 +143,25 @@ class Muvera(ANN):
         if fdes.shape[0] != len(store):
             raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
 
+        # A learned encoding trains on the stored tokens, then encodes them
+        encoder = getattr(embeddings, "encoder", None)
+        if encoder is not None:
+            fdes = self.learn(encoder, store)
+
         with self.lock.write():
             self.fingerprint, self.encoding = getattr(embeddings, "fingerprint", None), getattr(embeddings, "encoding", None)
             self.store, self.fdes, self.delegate = store, None, None
+            if encoder is not None:
+                self.encoding, self.learned = encoder.config(), encoder.model
 
             # Record the encoding parameters and model fingerprint with the index: the same encoder is rebuilt on load
             # even if defaults change, and a different model is refused before it writes anything (see LateVectors)
             block = self.config.get("muvera")
             block = dict(block) if isinstance(block, dict) else {}
+            if encoder is not None and encoder.fallback:
+                # Fell back to MUVERA: the index records the FDE it was built with, not the learned encoding's settings
+                block = {k: v for k, v in block.items() if k in DEFAULTS and k != "encoding"}
+                block["encoding"], self.settings["encoding"], self.params = "muvera", "muvera", {}
             if self.encoding:
                 block.update({k: v for k, v in self.encoding.items() if k != "dimension"})
             if self.fingerprint:
@@ -156,6 +177,7 @@ class Muvera(ANN):
                 tune(self.delegate)
 
             self.config["offset"] = fdes.shape[0]
+            self.config["dimensions"] = fdes.shape[1]
             self.metadata({"torch": torch.__version__, "numpy": np.__version__})
 
     def append(self, embeddings):
@@ -167,6 +189,11 @@ class Muvera(ANN):
             raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
         if self.store is not None and store.dimension != self.store.dimension:
             raise ValueError(f"token vectors have {store.dimension} dimensions, this index has {self.store.dimension}")
+
+        # A learned encoding encodes new documents with its stored sample, no retraining
+        encoder = getattr(embeddings, "encoder", None)
+        if encoder is not None:
+            fdes = self.encoderows(encoder, store)
 
         with self.lock.write():
             # Token matrices first, then FDE rows: ids line up with store rows
@@ -268,6 +295,7 @@ class Muvera(ANN):
             files = metadata["files"]
 
             # The config must ask for the FDE parameters and model the index was built with
+            original = self.config.get("muvera")
             self.configure(metadata)
 
             # Token store: the store validates its own folder
@@ -288,7 +316,25 @@ class Muvera(ANN):
             else:
                 fdes = readarray(path, "fde.npy", files.get("fde.npy"), (metadata["documents"], metadata["dimensions"]), metadata["encodingdtype"])
 
-            self.store, self.fdes, self.delegate = store, fdes, delegate
+            # Learned encoding artifact: checksummed (safetensors are parsed in native code), then handed to the vectors
+            # model through the config, which txtai shares between the backend and the vectors model it creates next
+            learned = None
+            names = sorted(name for name in files if name.startswith(f"{LEARNED}/"))
+            if getattr(plugins.lookup("encodings", self.settings["encoding"]), "learned", False) and not names:
+                raise IndexFileError(f"{path}: the trained {self.settings['encoding']} encoding is missing from muvera.json")
+            if names:
+                for name in names:
+                    verify(path, name, files[name], checksum=True)
+                try:
+                    learned = LemurModel.load(os.path.join(path, LEARNED))
+                except ArtifactError as error:
+                    raise IndexFileError(str(error)) from error
+                # The sparse slot creates its vectors model first, from a copy of the config that shares the muvera block
+                self.config["muvera"]["path"] = os.path.join(path, LEARNED)
+                if isinstance(original, dict):
+                    original["path"] = self.config["muvera"]["path"]
+
+            self.store, self.fdes, self.delegate, self.learned = store, fdes, delegate, learned
             self.fingerprint, self.encoding = metadata["fingerprint"], metadata["encoding"]
 
             # txtai restores the offset from its config.json; an ANN loaded on its own starts from the stored rows
@@ -308,6 +354,12 @@ class Muvera(ANN):
                 fdes = encodingrows(np.asarray(self.fdes), self.settings["encodingdtype"])
                 np.save(os.path.join(folder, "fde.npy"), fdes, allow_pickle=False)
                 files["fde.npy"] = describe(folder, "fde.npy")
+
+            # Learned encoding artifact, in txtai's LEMUR format
+            if self.learned:
+                self.learned.save(os.path.join(folder, LEARNED))
+                for name in listing(folder, LEARNED):
+                    files[name.replace(os.sep, "/")] = describe(folder, name, checksum=True)
 
             metadata = {
                 "format": FORMAT,
@@ -329,8 +381,59 @@ class Muvera(ANN):
 
     def close(self):
         with self.lock.write():
-            self.fdes, self.delegate, self.store = None, None, None
+            self.fdes, self.delegate, self.store, self.learned = None, None, None, None
             super().close()
+
+    def learn(self, encoder, store):
+        """
+        Trains a learned encoding on the stored token vectors, unless it was given a trained artifact, and encodes them.
+        A collection too small to train on falls back to MUVERA, with a warning.
+
+        Args:
+            encoder: learned encoding shared with the vectors model
+            store: token store of the new index
+
+        Returns:
+            float32 rows
+        """
+
+        if encoder.train:
+            tokens, offsets, scales = store.gather(range(len(store)))
+            tokens = dequantize(tokens, scales) if scales is not None else tokens
+            documents = int((np.diff(offsets) > 0).sum())
+            if encoder.trainable(documents):
+                gpu = self.config.get("gpu", True)
+                device = "cuda" if gpu is not False and torch.cuda.is_available() else None
+                encoder.fit(tokens, offsets, device=device, progress=self.settings["progress"])
+            else:
+                logger.warning(
+                    "%d documents are too few to train the %s encoding (minimum %d): falling back to MUVERA",
+                    documents,
+                    self.settings["encoding"],
+                    encoder.params["minimum"],
+                )
+                encoder.usefallback(plugins.lookup("encodings", "muvera")(dimension=store.dimension))
+
+        return self.encoderows(encoder, store)
+
+    def encoderows(self, encoder, store):
+        """
+        Encodes every document of a token store.
+
+        Args:
+            encoder: encoding
+            store: token store
+
+        Returns:
+            float32 rows
+        """
+
+        rows = np.empty((len(store), encoder.dimensions), dtype=np.float32)
+        for start in range(0, len(store), 1024):
+            tokens, offsets, scales = store.gather(range(start, min(start + 1024, len(store))))
+            rows[start : start + len(offsets) - 1] = encoder(dequantize(tokens, scales), offsets, "data")
+
+        return self.rows(rows)
 
     def check(self, embeddings):
         """

@@ -16,8 +16,10 @@ def register_encoders(register):
 @hookimpl
 def register_encodings(register):
     from .fde import FDE
+    from .lemur import Lemur
 
     register("muvera", FDE)
+    register("lemur", Lemur)
 
 
 @hookimpl
