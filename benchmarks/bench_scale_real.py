@@ -47,9 +47,9 @@ CHUNK = 4096
 # Search settings swept after a delegated index is built (query-time settings only, no rebuild)
 SWEEPS = {
     "faiss": ("nprobe", [8, 16, 32, 64]),
-    "faiss-ivf": ("probefraction", [0.05, 0.1, 0.25, 0.5]),
-    "faiss-hnsw": ("efsearch", [100, 256, 512]),
-    "faiss-ivfpq": ("probefraction", [0.05, 0.1, 0.25, 0.5]),
+    "faiss-ivf": ("probefraction", [0.1, 0.25, 0.5]),
+    "faiss-hnsw": ("efsearch", [100, 256]),
+    "faiss-ivfpq": ("probefraction", [0.1, 0.25, 0.5]),
     "hnswlib": ("efsearch", [100, 256, 512]),
 }
 
