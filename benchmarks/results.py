@@ -241,8 +241,9 @@ def candidates(*paths):
                 f"| {name} | {row['search']} | {row['setting']} | {row['recall@10']:.3f} | {row['p50_ms']:.1f} | {row['cpu_ms']:.1f} | "
                 f"{row['candidates_cpu_ms']:.1f} | {row['build_cpu_s']:.1f} | {row['candidate_bytes_per_document']:,} | {row['index_bytes_per_document']:,} |"
             )
-        if results.get("peers"):
-            lines += ["", *results["peers"]]
+        # Notes recorded with the run (what changed since, peers that could not be measured)
+        for note in results.get("notes", []):
+            lines += ["", note]
 
     return "\n".join(lines)
 
