@@ -444,7 +444,7 @@ def main():
     )
     parser.add_argument("--sweep", action="store_true", help="sweep each delegated search's query-time setting")
     parser.add_argument("--threads", type=int, default=1, help="torch and faiss threads of the queries")
-    parser.add_argument("--buildthreads", type=int, default=2, help="torch and faiss threads of everything else (CPU seconds are summed over threads)")
+    parser.add_argument("--buildthreads", type=int, default=2, help="threads of everything but the queries (CPU seconds sum all threads)")
     parser.add_argument("--seed", type=int, default=0, help="collection seed")
     parser.add_argument("--folder", default="/tmp/bench-scale-real", help="scratch folder (token store, rows, ground truth)")
     parser.add_argument("--output", help="JSON results file")

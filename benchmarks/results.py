@@ -232,14 +232,16 @@ def candidates(*paths):
             f"{results['loadavg'][0]} at the start, {results['loadavg_end'][0]} at the end, so compare CPU ms). "
             f"Regenerate: `{results['command']}`",
             "",
-            "| encoding | candidate search | setting | recall@10 | p50 ms | CPU ms / query | candidate step CPU ms | build CPU s | candidate bytes / doc | index bytes / doc |",
+            "| encoding | candidate search | setting | recall@10 | p50 ms | CPU ms / query | candidate step CPU ms | build CPU s | "
+            "candidate bytes / doc | index bytes / doc |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in results["rows"]:
             name = f"{row['encoding']} ({row['dimensions']:,} dims)"
             lines.append(
                 f"| {name} | {row['search']} | {row['setting']} | {row['recall@10']:.3f} | {row['p50_ms']:.1f} | {row['cpu_ms']:.1f} | "
-                f"{row['candidates_cpu_ms']:.1f} | {row['build_cpu_s']:.1f} | {row['candidate_bytes_per_document']:,} | {row['index_bytes_per_document']:,} |"
+                f"{row['candidates_cpu_ms']:.1f} | {row['build_cpu_s']:.1f} | {row['candidate_bytes_per_document']:,} | "
+                f"{row['index_bytes_per_document']:,} |"
             )
         # Notes recorded with the run (what changed since, peers that could not be measured)
         for note in results.get("notes", []):
@@ -255,7 +257,7 @@ def main():
 
     parser = argparse.ArgumentParser(description="Writes benchmark sections of RESULTS.md")
     parser.add_argument("section", choices=["scifact", "tuning", "lemur", "candidates"], help="section to write")
-    parser.add_argument("json", help="results JSON file: evaluate (scifact), tune (tuning), bench_lemur.py (lemur) or bench_scale_real.py (candidates)")
+    parser.add_argument("json", help="results JSON: evaluate (scifact), tune (tuning), bench_lemur.py (lemur) or bench_scale_real.py (candidates)")
     parser.add_argument("evaluation", nargs="*", help="tuning: evaluate JSON file of the recommended block; candidates: more JSON files")
     args = parser.parse_args()
 

@@ -15,7 +15,10 @@ PRESETS = {
     # Inverted lists of float16 vectors, probefraction of the lists scanned per query
     "faiss-ivf": {"backend": "faiss", "faiss": {"components": "IVF,SQfp16", "probefraction": 0.5, "maxtrain": 20000}},
     # Inverted lists of 4-bit product quantization codes, kfactor x candidates re-scored with float16 vectors
-    "faiss-ivfpq": {"backend": "faiss", "faiss": {"components": "IDMap,IVF,PQ{pq}x4fs,Refine(SQfp16)", "probefraction": 0.5, "kfactor": 4, "maxtrain": 20000}},
+    "faiss-ivfpq": {
+        "backend": "faiss",
+        "faiss": {"components": "IDMap,IVF,PQ{pq}x4fs,Refine(SQfp16)", "probefraction": 0.5, "kfactor": 4, "maxtrain": 20000},
+    },
     # hnswlib graph (float32 vectors), removes deleted rows
     "hnswlib": {"backend": "hnsw", "hnsw": {"m": 32, "efconstruction": 200, "efsearch": 128}},
 }
