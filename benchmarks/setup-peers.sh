@@ -29,6 +29,7 @@ PIP="$VENV/bin/pip"
 
 # This package, editable and without dependencies, so the venv keeps the pins above
 "$PIP" install -e . --no-deps
+"$PIP" install "pluggy>=1.3"
 
 # Check the pins held
 "$VENV/bin/python" - <<'EOF'

@@ -191,7 +191,7 @@ def test_hub_expand(monkeypatch):
         ({"muvera": {"reduce": "max"}}, "muvera reduce must be 'mean' or 'sum'"),
         ({"muvera": {"progress": "yes"}}, "muvera progress must be true, false or null"),
         ({"muvera": {"repetitions": 0}}, "repetitions must be an integer >= 1"),
-        ({"muvera": {"search": "faiss2"}}, "unknown muvera search backend 'faiss2' (did you mean 'faiss'?), valid: 'exact', one of txtai's ANN backends"),
+        ({"muvera": {"search": "faiss2"}}, "unknown muvera search backend 'faiss2' (did you mean 'faiss'?), valid: 'exact', a preset ['faiss-hnsw'"),
         ({"muvera": {"search": {"backend": "no.such.Backend"}}}, "muvera search backend 'no.such.Backend' is not a txtai ANN class"),
         ({"muvera": {"encoder": "colbret"}}, "no encoder named 'colbret' is registered, registered encoders: ['colbert']"),
         ({"muvrea": {"candidates": 5}}, "unknown setting 'muvrea' (did you mean 'muvera'?)"),

@@ -17,15 +17,21 @@ from .array import LateArray
 from .core.certified import Screens, topk
 from .core.files import IndexFileError, Verifier, checksha256, checksize, describe, npyheader, openfile, readjson, verify, writejson
 from .core.folder import recover, replace
+from .core.lemur import ArtifactError, LemurModel
 from .core.resident import Resident
+from .delegate import delegateconfig, removable, tune
 from .errors import configuration
 from .indexfolder import indexids
 from .lock import ReadWriteLock
-from .settings import resolve
+from .core.scan import Scan, encodingrows
+from .settings import DEFAULTS, resolve
 
 # Metadata file format of a saved Muvera index folder, and the earlier version still read (unsealed, sizes only for the
 # arrays, sha256 of delegated files, no index id)
 FORMAT, VERSION, LEGACY = "txtai-muvera-index", 3, 2
+
+# Folder of a learned encoding's artifact inside an index folder
+LEARNED = "lemur"
 
 # Logging configuration
 logger = logging.getLogger(__name__)
@@ -58,6 +64,12 @@ class Muvera(ANN):
         # Checksum verifier of memory-mapped FDE rows not verified yet (see the verify setting)
         self.verifier = None
 
+        # Trained model of a learned encoding, saved with the index
+        self.learned = None
+
+        # Exact scan over float32 or float16 candidate vectors
+        self.scan = Scan()
+
         # Searches share the index, writes take it exclusively
         self.lock = ReadWriteLock()
 
@@ -72,14 +84,25 @@ class Muvera(ANN):
         if fdes.shape[0] != len(store):
             raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
 
+        # A learned encoding trains on the stored tokens, then encodes them
+        encoder = getattr(embeddings, "encoder", None)
+        if encoder is not None:
+            fdes = self.learn(encoder, store)
+
         with self.lock.write():
             self.fingerprint, self.encoding = getattr(embeddings, "fingerprint", None), getattr(embeddings, "encoding", None)
             self.store, self.fdes, self.delegate, self.verifier = store, None, None, None
+            if encoder is not None:
+                self.encoding, self.learned = encoder.config(), encoder.model
 
             # Record the encoding parameters and model fingerprint with the index: the same encoder is rebuilt on load
             # even if defaults change, and a different model is refused before it writes anything (see LateVectors)
             block = self.config.get("muvera")
             block = dict(block) if isinstance(block, dict) else {}
+            if encoder is not None and encoder.fallback:
+                # Fell back to MUVERA: the index records the FDE it was built with, not the learned encoding's settings
+                block = {k: v for k, v in block.items() if k in DEFAULTS and k != "encoding"}
+                block["encoding"], self.settings["encoding"], self.params = "muvera", "muvera", {}
             if self.encoding:
                 block.update({k: v for k, v in self.encoding.items() if k != "dimension"})
             if self.fingerprint:
@@ -91,12 +114,14 @@ class Muvera(ANN):
 
             # FDE candidate index
             if self.settings["search"] == "exact":
-                self.fdes = fdes
+                self.fdes = encodingrows(fdes, self.settings["encodingdtype"])
             else:
-                self.delegate = self.createdelegate(fdes.shape[1])
+                self.delegate = self.createdelegate(fdes.shape[1], fdes.shape[0])
                 self.delegate.index(fdes)
+                tune(self.delegate)
 
             self.config["offset"] = fdes.shape[0]
+            self.config["dimensions"] = fdes.shape[1]
             self.metadata({"torch": torch.__version__, "numpy": np.__version__})
 
     def append(self, embeddings):
@@ -109,6 +134,11 @@ class Muvera(ANN):
         if self.store is not None and store.dimension != self.store.dimension:
             raise ValueError(f"token vectors have {store.dimension} dimensions, this index has {self.store.dimension}")
 
+        # A learned encoding encodes new documents with its stored sample, no retraining
+        encoder = getattr(embeddings, "encoder", None)
+        if encoder is not None:
+            fdes = self.encoderows(encoder, store)
+
         with self.lock.write():
             # Token matrices first, then FDE rows: ids line up with store rows
             for start in range(0, len(store), 1024):
@@ -119,7 +149,7 @@ class Muvera(ANN):
                 self.delegate.append(fdes)
             else:
                 self.verifyfdes()
-                self.fdes = np.concatenate((self.fdes, fdes))
+                self.fdes = np.concatenate((self.fdes, encodingrows(fdes, self.settings["encodingdtype"])), dtype=self.settings["encodingdtype"])
 
             self.config["offset"] += fdes.shape[0]
             self.metadata()
@@ -131,7 +161,7 @@ class Muvera(ANN):
 
             ids = self.store.delete(ids)
             if self.delegate and ids:
-                self.delegate.delete(ids)
+                removable(self.delegate, ids)
 
     def search(self, queries, limit):
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
@@ -184,13 +214,17 @@ class Muvera(ANN):
         """
 
         if self.delegate:
-            # Backends pad short result lists with negative ids
-            return [[(uid, score) for uid, score in rows if uid >= 0] for rows in self.delegate.search(queries, depth)]
+            # Backends pad short result lists with negative ids. Deleted rows a backend could not remove are skipped:
+            # ask for as many more rows as it still holds
+            kept = max(self.delegate.count() - self.store.count(), 0)
+            deleted = self.store.deleted
+            results = self.delegate.search(queries, depth + kept)
+            return [[(uid, score) for uid, score in rows if 0 <= uid < len(deleted) and not deleted[uid]][:depth] for rows in results]
 
         # Exact inner products over verified rows (lazy policy); deleted rows can never be candidates
         if self.settings["verify"] == "lazy":
             self.verifyfdes()
-        scores = torch.from_numpy(queries @ self.fdes.T)
+        scores = self.scan(queries, self.fdes)
         scores[:, torch.tensor(self.store.deleted[: scores.shape[1]])] = -torch.inf
 
         top = torch.topk(scores, min(depth, scores.shape[1]))
@@ -230,6 +264,7 @@ class Muvera(ANN):
             logger.warning(message, path, LEGACY)
 
         # The config must ask for the FDE parameters and model the index was built with
+        original = self.config.get("muvera")
         self.configure(metadata, os.path.join(path, "muvera.json"))
 
         # Token store: bound to this muvera.json by its sealed store.json (not recorded by the earlier release), then the
@@ -259,6 +294,9 @@ class Muvera(ANN):
             shape = (metadata["documents"], metadata["dimensions"])
             fdes, verifier = readarray(path, "fde.npy", files.get("fde.npy"), shape, self.settings["verify"], legacy)
 
+        # Learned encoding artifact
+        learned = self.loadlearned(path, files, original)
+
         # Consistency with txtai's files: index identity (not recorded by the earlier release), documents and offset
         offset = self.consistent(path, metadata, store)
 
@@ -266,7 +304,7 @@ class Muvera(ANN):
         if legacy:
             self.config["muvera"] = {**self.config["muvera"], "index": uuid.uuid4().hex}
 
-        self.store, self.fdes, self.delegate, self.verifier = store, fdes, delegate, verifier
+        self.store, self.fdes, self.delegate, self.verifier, self.learned = store, fdes, delegate, verifier, learned
         self.fingerprint, self.encoding = metadata["fingerprint"], metadata["encoding"]
 
         # txtai restores the offset from its config.json; an ANN loaded on its own starts from the stored rows
@@ -378,9 +416,17 @@ class Muvera(ANN):
                 for name in listing(folder, "fde"):
                     files[name] = describe(os.path.join(folder, name))
             else:
+                # Rows loaded from an older float32 index are written in the configured type
                 self.verifyfdes()
-                np.save(os.path.join(folder, "fde.npy"), np.asarray(self.fdes), allow_pickle=False)
-                files["fde.npy"] = describe(os.path.join(folder, "fde.npy"))
+                fdes = encodingrows(np.asarray(self.fdes), self.settings["encodingdtype"])
+                np.save(os.path.join(folder, "fde.npy"), fdes, allow_pickle=False)
+                files["fde.npy"] = {**describe(os.path.join(folder, "fde.npy")), "dtype": str(fdes.dtype)}
+
+            # Learned encoding artifact, in txtai's LEMUR format
+            if self.learned:
+                self.learned.save(os.path.join(folder, LEARNED))
+                for name in listing(folder, LEARNED):
+                    files[name.replace(os.sep, "/")] = describe(os.path.join(folder, name))
 
             metadata = {
                 "format": FORMAT,
@@ -391,6 +437,7 @@ class Muvera(ANN):
                 "documents": len(self.store),
                 "dimensions": self.dimensions(),
                 "delegate": self.delegate.config if self.delegate else None,
+                "encodingdtype": None if self.delegate else self.settings["encodingdtype"],
                 "files": files,
             }
             writejson(os.path.join(folder, "muvera.json"), metadata)
@@ -401,8 +448,94 @@ class Muvera(ANN):
 
     def close(self):
         with self.lock.write():
-            self.fdes, self.delegate, self.store, self.verifier = None, None, None, None
+            self.fdes, self.delegate, self.store, self.verifier, self.learned = None, None, None, None, None
             super().close()
+
+    def learn(self, encoder, store):
+        """
+        Trains a learned encoding on the stored token vectors, unless it was given a trained artifact, and encodes them.
+        A collection too small to train on falls back to MUVERA, with a warning.
+
+        Args:
+            encoder: learned encoding shared with the vectors model
+            store: token store of the new index
+
+        Returns:
+            float32 rows
+        """
+
+        if encoder.train:
+            tokens, offsets, scales = store.gather(range(len(store)))
+            tokens = dequantize(tokens, scales) if scales is not None else tokens
+            documents = int((np.diff(offsets) > 0).sum())
+            if encoder.trainable(documents):
+                gpu = self.config.get("gpu", True)
+                device = "cuda" if gpu is not False and torch.cuda.is_available() else None
+                encoder.fit(tokens, offsets, device=device, progress=self.settings["progress"])
+            else:
+                logger.warning(
+                    "%d documents are too few to train the %s encoding (minimum %d): falling back to MUVERA",
+                    documents,
+                    self.settings["encoding"],
+                    encoder.params["minimum"],
+                )
+                encoder.usefallback(plugins.lookup("encodings", "muvera")(dimension=store.dimension))
+
+        return self.encoderows(encoder, store)
+
+    def encoderows(self, encoder, store):
+        """
+        Encodes every document of a token store.
+
+        Args:
+            encoder: encoding
+            store: token store
+
+        Returns:
+            float32 rows
+        """
+
+        rows = np.empty((len(store), encoder.dimensions), dtype=np.float32)
+        for start in range(0, len(store), 1024):
+            tokens, offsets, scales = store.gather(range(start, min(start + 1024, len(store))))
+            rows[start : start + len(offsets) - 1] = encoder(dequantize(tokens, scales), offsets, "data")
+
+        return self.rows(rows)
+
+    def loadlearned(self, path, files, original):
+        """
+        Loads the artifact of a learned encoding saved with the index, after its checksums, and hands it to the vectors
+        model through the config, which txtai shares between the backend and the vectors model it creates next.
+
+        Args:
+            path: index folder
+            files: file descriptions from muvera.json
+            original: the muvera block of the config before this load (the sparse slot shares it)
+
+        Returns:
+            trained model or None
+        """
+
+        names = sorted(name for name in files if name.startswith(f"{LEARNED}/"))
+        if getattr(plugins.lookup("encodings", self.settings["encoding"]), "learned", False) and not names:
+            raise IndexFileError(f"{path}: the trained {self.settings['encoding']} encoding is missing from muvera.json")
+        if not names:
+            return None
+
+        # safetensors are parsed in native code: every file is checksummed first
+        for name in names:
+            verify(os.path.join(path, name), files[name], path, IndexFileError, "muvera.json")
+        try:
+            learned = LemurModel.load(os.path.join(path, LEARNED))
+        except ArtifactError as error:
+            raise IndexFileError(str(error)) from error
+
+        # The sparse slot creates its vectors model first, from a copy of the config that shares the muvera block
+        self.config["muvera"]["path"] = os.path.join(path, LEARNED)
+        if isinstance(original, dict):
+            original["path"] = self.config["muvera"]["path"]
+
+        return learned
 
     def check(self, embeddings):
         """
@@ -519,35 +652,35 @@ class Muvera(ANN):
 
         raise ValueError("txtai_muvera.Muvera needs token vectors with its FDE rows: set method: txtai_muvera.LateVectors")
 
-    def createdelegate(self, dimensions):
+    def createdelegate(self, dimensions, rows=None):
         """
         Creates the txtai ANN that searches FDE rows, when muvera.search names a backend.
 
         Args:
             dimensions: FDE width
+            rows: number of rows to index
 
         Returns:
             txtai ANN
         """
 
-        config = self.delegateconfig()
+        config = self.delegateconfig(dimensions, rows)
         config["dimensions"] = dimensions
         return ANNFactory.create(config)
 
-    def delegateconfig(self):
+    def delegateconfig(self, dimensions=None, rows=None):
         """
-        Builds the delegated ANN config from muvera.search.
+        Builds the delegated ANN config from muvera.search: a txtai ANN backend, a preset name or a dict.
+
+        Args:
+            dimensions: candidate vector width
+            rows: number of rows to index
 
         Returns:
             config dict with a backend key
         """
 
-        search = self.settings["search"]
-        config = dict(search) if isinstance(search, dict) else {"backend": search}
-        if "muvera" in str(config["backend"]).lower():
-            raise ValueError("muvera search cannot delegate to the Muvera backend itself")
-
-        return config
+        return delegateconfig(self.settings["search"], dimensions, rows)
 
     def checkdelegate(self, path, saved):
         """
@@ -585,6 +718,9 @@ class Muvera(ANN):
             delegate.load(os.path.join(path, "fde"))
         except (RuntimeError, OSError, ValueError, KeyError, TypeError) as error:
             raise IndexFileError(f"{os.path.join(path, 'fde')}: unreadable delegated FDE index ({error})") from error
+
+        # Search settings faiss does not save
+        tune(delegate)
 
         return delegate
 

@@ -22,14 +22,15 @@ class LateArray(np.ndarray):
         store: token store holding the rows' token matrices (bulk indexing)
         fingerprint: encoder model fingerprint
         encoding: fixed dimensional encoding parameters
+        encoder: learned encoding whose document rows the backend computes from the stored tokens (bulk indexing)
     """
 
-    def __new__(cls, fdes, tokens=None, offsets=None, store=None, fingerprint=None, encoding=None):
+    def __new__(cls, fdes, tokens=None, offsets=None, store=None, fingerprint=None, encoding=None, encoder=None):
         array = np.asarray(fdes).view(cls)
         array.tokens, array.offsets, array.store = tokens, offsets, store
-        array.fingerprint, array.encoding = fingerprint, encoding
+        array.fingerprint, array.encoding, array.encoder = fingerprint, encoding, encoder
         return array
 
     def __array_finalize__(self, obj):
         # Slices and copies are plain FDE rows: token matrices no longer line up with them
-        self.tokens, self.offsets, self.store, self.fingerprint, self.encoding = None, None, None, None, None
+        self.tokens, self.offsets, self.store, self.fingerprint, self.encoding, self.encoder = None, None, None, None, None, None

@@ -12,7 +12,12 @@ import pluggy
 from . import hookspecs
 
 # Plugins of this package, registered through the same hooks a third-party package uses
-DEFAULT_PLUGINS = ("txtai_muvera.default_plugins.colbert", "txtai_muvera.default_plugins.muvera", "txtai_muvera.default_plugins.tokens")
+DEFAULT_PLUGINS = (
+    "txtai_muvera.default_plugins.colbert",
+    "txtai_muvera.default_plugins.muvera",
+    "txtai_muvera.default_plugins.lemur",
+    "txtai_muvera.default_plugins.tokens",
+)
 
 # Entry point group that third-party packages declare in their pyproject.toml
 ENTRYPOINTS = "txtai_muvera"

@@ -10,6 +10,8 @@ import torch
 
 from . import plugins
 from .core.certified import PRECISIONS
+from .core.scan import ENCODINGDTYPES
+from .delegate import PRESETS
 
 # Index settings of the muvera: config block, besides the parameters of the fixed dimensional encoding
 DEFAULTS = {
@@ -23,6 +25,8 @@ DEFAULTS = {
     "candidates": 100,
     # Token vector storage type: float32, float16 or int8
     "dtype": "float16",
+    # Candidate vector (FDE) storage type of the exact search: float16 (half the bytes) or float32
+    "encodingdtype": "float16",
     # FDE candidate search: "exact" or a txtai ANN backend name (faiss, hnsw, ...) or a dict with a backend key and its settings
     "search": "exact",
     # MaxSim reduction over query tokens: mean (txtai) or sum (PyLate)
@@ -87,6 +91,8 @@ def resolve(block):
         raise ValueError(f"muvera candidates must be an integer >= 0, got {candidates!r}")
     if settings["dtype"] not in DTYPES:
         raise ValueError(f"muvera dtype must be one of {DTYPES}, got {settings['dtype']!r}")
+    if settings["encodingdtype"] not in ENCODINGDTYPES:
+        raise ValueError(f"muvera encodingdtype must be one of {ENCODINGDTYPES}, got {settings['encodingdtype']!r}")
     if settings["reduce"] not in ("mean", "sum"):
         raise ValueError(f"muvera reduce must be 'mean' or 'sum', got {settings['reduce']!r}")
     for key in ("fingerprint", "index"):
@@ -117,14 +123,14 @@ def checksearch(search):
         search: muvera.search value
     """
 
-    choices = f"'exact', one of txtai's ANN backends {list(BACKENDS)}, a dotted path to a txtai ANN class, or a dict with a backend key"
+    choices = f"'exact', a preset {list(PRESETS)}, one of txtai's ANN backends {list(BACKENDS)}, a dotted path to a txtai ANN class, or a dict with a backend key"
     backend = search.get("backend") if isinstance(search, dict) else search
     if isinstance(search, dict) and backend == "exact":
         backend = None
     if not isinstance(backend, str) or not backend:
         raise ValueError(f"muvera search must be {choices}, got {search!r}")
 
-    if backend in BACKENDS or (backend == "exact" and not isinstance(search, dict)):
+    if backend in BACKENDS or (backend in ("exact", *PRESETS) and not isinstance(search, dict)):
         return
     if "muvera" in backend.lower():
         raise ValueError("muvera search cannot delegate to the Muvera backend itself")
@@ -141,7 +147,7 @@ def checksearch(search):
         except (ImportError, AttributeError, ValueError) as error:
             raise ValueError(f"muvera search backend '{backend}' is not a txtai ANN class ({error}), valid: {choices}") from error
 
-    close = difflib.get_close_matches(backend, ["exact", *BACKENDS], n=1)
+    close = difflib.get_close_matches(backend, ["exact", *PRESETS, *BACKENDS], n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise ValueError(f"unknown muvera search backend '{backend}'{hint}, valid: {choices}")
 

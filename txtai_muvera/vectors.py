@@ -48,6 +48,9 @@ class LateVectors(Vectors):
         # Sparse scoring reads this flag: scores are MaxSim scores already, txtai must not rescale them
         self.isnormalize = True
 
+        # Set while bulk encoding for a learned encoding: the backend encodes documents after training (see vectors)
+        self.deferred = False
+
     def loadmodel(self, path):
         # Registered late-interaction encoder
         factory = plugins.lookup("encoders", self.settings["encoder"])
@@ -107,8 +110,14 @@ class LateVectors(Vectors):
             )
 
     def vectors(self, documents, batchsize=500, checkpoint=None, buffer=None, dtype=None):
-        # Encode to the spool file, which holds FDE rows and token matrices batch by batch (see saveembeddings)
-        ids, dimensions, batches, stream = self.index(documents, batchsize, checkpoint)
+        # Encode to the spool file, which holds FDE rows and token matrices batch by batch (see saveembeddings). A learned
+        # encoding spools placeholder rows: the backend trains on the stored tokens first, then encodes them
+        learned = getattr(self.encoding, "learned", False)
+        self.deferred = learned
+        try:
+            ids, dimensions, batches, stream = self.index(documents, batchsize, checkpoint)
+        finally:
+            self.deferred = False
 
         embeddings = None
         if ids:
@@ -124,7 +133,8 @@ class LateVectors(Vectors):
                     store.append(batch.tokens, batch.offsets)
                     x += batch.shape[0]
 
-            embeddings = LateArray(fdes, store=store, fingerprint=self.fingerprint(), encoding=self.encoding.config())
+            encoder = self.encoding if learned else None
+            embeddings = LateArray(fdes, store=store, fingerprint=self.fingerprint(), encoding=self.encoding.config(), encoder=encoder)
 
         # Remove spool file unless it is a checkpoint
         if not checkpoint:
@@ -152,7 +162,13 @@ class LateVectors(Vectors):
         tokens, offsets = pack(matrices) if matrices else (np.zeros((0, self.model.dimension), np.float32), np.zeros(1, np.int64))
 
         # Fixed dimensional encoding, unnormalised: L2 normalising FDE rows would distort MUVERA's inner products
-        fdes = self.encoding(tokens, offsets, category)
+        if getattr(self.encoding, "learned", False):
+            # A learned encoding created before its index loaded (sparse slot) takes the model the index loaded
+            self.encoding.attach((self.config.get("muvera") or {}).get("path"))
+        if category == "data" and self.deferred:
+            fdes = np.zeros((len(offsets) - 1, self.encoding.dimensions), dtype=np.float32)
+        else:
+            fdes = self.encoding(tokens, offsets, category)
 
         # Pre-encoded token matrices count once their FDE rows exist (texts counted as they were encoded)
         if self.bar is not None and category == "data":

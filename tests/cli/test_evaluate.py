@@ -162,7 +162,8 @@ def test_evaluate_command(results, pylate_model, folder):
 
     index = results["index"]
     assert index["seconds"] > 0 and index["documents_per_second"] > 0
-    assert index["bytes_per_document"]["fde"] >= 10240 * 4 and index["bytes_per_document"]["tokens"] > 0
+    # float16 candidate rows by default
+    assert index["bytes_per_document"]["fde"] >= 10240 * 2 and index["bytes_per_document"]["tokens"] > 0
     assert index["consistency"]["identical_top10"] == 1.0
     assert [row["candidates"] for row in results["sweep"]] == [5, 100]
     assert plot.stat().st_size > 0
@@ -189,3 +190,16 @@ def test_evaluate_options(pylate_model, folder, tmp_path, capsys):
 
     with pytest.raises(ValueError, match="unknown muvera setting"):
         Evaluate(pylate_model, folder, muvera={"repetition": 2})
+
+
+def test_evaluate_learned_encoding(pylate_model, folder, tmp_path):
+    # muvera: {encoding: lemur} trains on the evaluated index; the index built from texts ranks like the one from tokens
+    output = tmp_path / "results.json"
+    block = json.dumps({"encoding": "lemur", "dimensions": 32, "epochs": 3, "minimum": 4})
+    assert main(["evaluate", str(pylate_model), str(folder), "--muvera", block, "--json", str(output), "--no-progress"]) == 0
+
+    results = json.loads(output.read_text(encoding="utf-8"))
+    assert results["settings"]["fde"]["dimensions"] == 32
+    assert set(results["modes"]) == {"exact", "rerank", "muvera"}
+    assert results["modes"]["rerank"]["exact@10"] == 1.0
+    assert results["index"]["consistency"]["identical_top10"] == 1.0

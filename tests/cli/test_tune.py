@@ -242,13 +242,18 @@ def test_cli(pylate_model, corpus, tmp_path):
     output, path = io.StringIO(), tmp_path / "tune.json"
     arguments = ["tune", str(pylate_model), str(folder), "--split", "test", "--repetitions", "4", "--hashes", "2", "--projection", "4"]
     arguments += ["--final", "none", "--fill", "true", "--no-baseline", "--depths", "10,100,300", "--target", "0.9", "--verify"]
-    arguments += ["--json", str(path), "--cpu", "--no-progress"]
+    arguments += ["--json", str(path), "--cpu", "--no-progress", "--learned", json.dumps([{"encoding": "lemur", "dimensions": 32, "epochs": 3}])]
     with contextlib.redirect_stdout(output):
         assert main(arguments) == 0
 
     results = json.loads(path.read_text(encoding="utf-8"))
     assert results["queries"] == {"kind": "beir:test", "count": 4, "tokens_per_query": pytest.approx(results["queries"]["tokens_per_query"])}
-    assert results["corpus"]["documents"] == 300 and len(results["grid"]) == 1
+    assert results["corpus"]["documents"] == 300 and len(results["grid"]) == 2
+
+    # The learned encoding is trained on the corpus, in the grid with its training time and bytes
+    learned = results["grid"][1]
+    assert learned["params"] == {"encoding": "lemur", "dimensions": 32, "epochs": 3} and learned["training"] > 0 and learned["bytes"] == 128
+    assert "lemur (dimensions 32, epochs 3) = 32" in output.getvalue()
     assert results["recommended"]["recall"] >= 0.9 and results["verify"]["recall"] >= 0.9
 
     # The printed block pastes into YAML as is
@@ -261,7 +266,7 @@ def test_cli(pylate_model, corpus, tmp_path):
     with contextlib.redirect_stdout(output):
         arguments = ["tune", str(pylate_model), str(folder), "--split", "test", "--sample", "60", "--repetitions", "2", "--hashes", "2"]
         arguments += ["--projection", "4", "--fill", "false", "--no-baseline", "--depths", "10", "--target", "1.0", "--json", str(path)]
-        arguments += ["--cpu", "--no-progress"]
+        arguments += ["--cpu", "--no-progress", "--learned", ""]
         assert main(arguments) == 1
     assert "No configuration reaches" in output.getvalue()
     results = json.loads(path.read_text(encoding="utf-8"))

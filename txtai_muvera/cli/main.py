@@ -119,7 +119,10 @@ def tune(args):
         return value.strip().lower() == "true"
 
     fills = values(args.fill, boolean)
-    grid = configurations(values(args.repetitions), values(args.hashes), values(args.projection), values(args.final), fills, args.baseline)
+    learned = json.loads(args.learned) if args.learned else []
+    if not isinstance(learned, list) or not all(isinstance(x, dict) and "encoding" in x for x in learned):
+        raise SystemExit('--learned takes a JSON list of settings with an encoding key, e.g. \'[{"encoding": "lemur"}]\'')
+    grid = configurations(values(args.repetitions), values(args.hashes), values(args.projection), values(args.final), fills, args.baseline, learned)
     with configuration():
         tuning = Tune(
             args.model,
@@ -137,6 +140,8 @@ def tune(args):
             batchsize=args.batchsize,
             gpu=not args.cpu,
             progress=not args.no_progress,
+            encoder=args.encoder,
+            encoding=args.encoding,
         )
     results = tuning(verify=args.verify)
 
@@ -147,6 +152,47 @@ def tune(args):
         print(f"\nResults written to {args.json}")
 
     return 0 if results["recommended"] else 1
+
+
+def fit(args):
+    """
+    Trains a LEMUR learned candidate encoding on a corpus and saves it in txtai's LEMUR artifact format, for
+    muvera: {encoding: lemur, path: OUTPUT}.
+
+    Args:
+        args: parsed arguments
+
+    Returns:
+        exit code
+    """
+
+    # pylint: disable=C0415
+    import logging
+    from pathlib import Path
+
+    import torch
+
+    from .. import plugins as manager
+    from ..core.lemur import Lemur
+    from ..core.ragged import pack
+    from .tune import readcorpus
+
+    block = json.loads(args.lemur) if args.lemur else {}
+    if not isinstance(block, dict):
+        raise SystemExit("--lemur must be a JSON object")
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _, texts = readcorpus(Path(args.corpus))
+    encoder = manager.lookup("encoders", "colbert")(args.model, gpu=not args.cpu, batchsize=args.batchsize)
+    tokens, offsets = pack(encoder.encode(texts, "data", progress=not args.no_progress))
+
+    lemur = Lemur(encoder.dimension, **block)
+    statistics = lemur.fit(tokens, offsets, device="cuda" if not args.cpu and torch.cuda.is_available() else None, progress=not args.no_progress)
+    lemur.model.save(args.output)
+    print(json.dumps({k: v for k, v in statistics.items() if isinstance(v, (int, float, str))}))
+    print(f"LEMUR artifact written to {args.output}: use muvera: {{encoding: lemur, path: {args.output}}}")
+
+    return 0
 
 
 def parser():
@@ -207,6 +253,9 @@ def parser():
     command.add_argument("--final", default="none", help="FDE Count-Sketch final widths grid, none for off (default: none)")
     command.add_argument("--fill", default="true,false", help="FDE fill of empty document partitions grid (default: true,false)")
     command.add_argument("--no-baseline", dest="baseline", action="store_false", help="leave the encoding defaults out of the grid")
+    command.add_argument("--learned", default='[{"encoding": "lemur"}]', help='learned encodings added to the grid, trained on the corpus, as a JSON list (default: [{"encoding": "lemur"}], "" for none)')
+    command.add_argument("--encoder", default="colbert", help="registered late-interaction encoder (default: colbert)")
+    command.add_argument("--encoding", default="muvera", help="registered encoding of the FDE grid (default: muvera)")
     command.add_argument("--depths", default="10,25,50,100,200,500,1000", help="candidate depths (default: 10,25,50,100,200,500,1000)")
     command.add_argument("--target", type=float, default=0.95, help="recall@10 vs exact MaxSim to reach (default: 0.95)")
     command.add_argument("--objective", choices=["work", "bytes", "depth"], default="work", help="what cheapest means (default: work per query)")
@@ -217,6 +266,17 @@ def parser():
     command.add_argument("--json", help="write every figure to this JSON file")
     command.add_argument("--no-progress", action="store_true", help="hide progress bars")
     command.set_defaults(run=tune)
+
+    # LEMUR training
+    command = commands.add_parser("fit", help="train a LEMUR learned candidate encoding on a corpus (txtai LEMUR artifact)")
+    command.add_argument("model", help="late-interaction model, local folder or hub id")
+    command.add_argument("corpus", help="BEIR folder (corpus.jsonl), jsonl file (strings or objects with text) or text file (one per line)")
+    command.add_argument("--output", required=True, help="artifact folder to write")
+    command.add_argument("--lemur", help='lemur settings as JSON, e.g. \'{"dimensions": 1024, "epochs": 20}\'')
+    command.add_argument("--batchsize", type=int, default=32, help="encoding batch size (default: 32)")
+    command.add_argument("--cpu", action="store_true", help="run on the CPU even when an accelerator is available")
+    command.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    command.set_defaults(run=fit)
 
     return main
 

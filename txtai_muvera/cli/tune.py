@@ -74,6 +74,8 @@ class Tune:
         batchsize=32,
         gpu=True,
         progress=True,
+        encoder="colbert",
+        encoding="muvera",
     ):
         """
         Creates a tuning run.
@@ -86,7 +88,8 @@ class Tune:
             queries: number of queries: the first N real queries, or N synthetic queries (default 200, at most a tenth of the corpus)
             sample: tune on this many randomly sampled documents, None for all
             seed: random seed of the sample and the synthetic queries
-            grid: list of FDE parameter dicts (repetitions, hashes, projection, final), defaults to grid()
+            grid: list of encoding parameter dicts (FDE: repetitions, hashes, projection, final; an "encoding" key names
+                  another registered encoding, e.g. {"encoding": "lemur"}), defaults to configurations()
             depths: candidate depths
             target: recall@10 the recommendation must reach
             objective: "work" (estimated operations per query), "bytes" (FDE bytes per document) or "depth" (candidates)
@@ -94,6 +97,8 @@ class Tune:
             batchsize: encoding batch size
             gpu: True picks an accelerator when available, False forces the CPU
             progress: shows progress bars
+            encoder: registered late-interaction encoder
+            encoding: registered encoding of grid entries without an "encoding" key
         """
 
         # Validate settings before anything is loaded
@@ -116,6 +121,7 @@ class Tune:
         self.grid = grid if grid is not None else configurations()
         self.depths, self.target, self.objective, self.dtype = depths, target, objective, dtype
         self.batchsize, self.gpu, self.progress = batchsize, gpu, progress
+        self.encoder, self.encoding = encoder, encoding
 
         # Documents and queries
         rng = np.random.default_rng(seed)
@@ -147,7 +153,7 @@ class Tune:
 
         # A model that cannot load is a ConfigurationError: the command line prints it as one line
         with configuration():
-            encoder = plugins.lookup("encoders", "colbert")(self.model, gpu=self.gpu, batchsize=self.batchsize)
+            encoder = plugins.lookup("encoders", self.encoder)(self.model, gpu=self.gpu, batchsize=self.batchsize)
         matrices = encoder.encode(self.texts, category="data", progress=self.progress)
         qmatrices = encoder.encode(self.queries, category="query", progress=self.progress)
 
@@ -184,8 +190,16 @@ class Tune:
 
         # Recall of every FDE configuration at every depth
         rows = []
-        for params in tqdm(self.grid, desc="FDE configurations", unit="configs", disable=not self.progress):
-            encoding = plugins.lookup("encodings", "muvera")(dimension=dimension, **params)
+        for params in tqdm(self.grid, desc="Encodings", unit="configs", disable=not self.progress):
+            name = params.get("encoding", self.encoding)
+            encoding = plugins.lookup("encodings", name)(dimension=dimension, **{k: v for k, v in params.items() if k != "encoding"})
+
+            # A learned encoding trains on the corpus first, as an index does
+            training = 0.0
+            if getattr(encoding, "learned", False) and encoding.train:
+                start = time.perf_counter()
+                encoding.fit(documents, doffsets, progress=self.progress)
+                training = time.perf_counter() - start
 
             start = time.perf_counter()
             positions = ranks(encoding, queries, qoffsets, documents, doffsets, top)
@@ -193,10 +207,11 @@ class Tune:
 
             rows.append(
                 {
-                    "params": dict(params),
+                    "params": {**params, "encoding": name} if name != "muvera" else dict(params),
                     "dimensions": encoding.dimensions,
                     "bytes": encoding.dimensions * 4,
                     "seconds": elapsed,
+                    "training": training,
                     "recall": {depth: recall(positions, depth) for depth in depths},
                 }
             )
@@ -275,7 +290,7 @@ class Tune:
         return {"block": block, "recall": sum(found) / top.numel(), "queries": len(results), "seconds": seconds}
 
 
-def configurations(repetitions=REPETITIONS, hashes=HASHES, projections=PROJECTIONS, finals=FINALS, fills=FILLS, baseline=True):
+def configurations(repetitions=REPETITIONS, hashes=HASHES, projections=PROJECTIONS, finals=FINALS, fills=FILLS, baseline=True, learned=()):
     """
     Builds a grid of FDE configurations: every combination, except final projections that would not shrink the encoding.
 
@@ -290,9 +305,10 @@ def configurations(repetitions=REPETITIONS, hashes=HASHES, projections=PROJECTIO
         finals: Count-Sketch final widths, None for none
         fills: fill settings of empty document partitions
         baseline: also adds the encoding's defaults (an index without FDE settings), when missing
+        learned: learned encoding settings to add, each a dict with an "encoding" key, e.g. {"encoding": "lemur"}
 
     Returns:
-        list of FDE parameter dicts
+        list of encoding parameter dicts
     """
 
     grid = []
@@ -313,6 +329,9 @@ def configurations(repetitions=REPETITIONS, hashes=HASHES, projections=PROJECTIO
         params["projection"] = params["projection"] or 0
         if params not in grid:
             grid.append(params)
+
+    # Learned encodings, trained on the corpus
+    grid.extend(dict(params) for params in learned if params not in grid)
 
     return grid
 
@@ -459,6 +478,11 @@ def recommendation(point, dtype=None):
     """
 
     params = point["params"]
+    if "encoding" in params:
+        # Another registered encoding: its own parameters, as tuned
+        block = {"candidates": point["depth"], **params}
+        return {**block, "dtype": dtype} if dtype else block
+
     block = {"candidates": point["depth"], "repetitions": params["repetitions"], "hashes": params["hashes"], "projection": params["projection"]}
     if params.get("final"):
         block["final"] = params["final"]
@@ -504,6 +528,10 @@ def describe(params, dimensions=None):
     Returns:
         string
     """
+
+    if "encoding" in params:
+        settings = ", ".join(f"{k} {v}" for k, v in params.items() if k != "encoding")
+        return f"{params['encoding']}" + (f" ({settings})" if settings else "") + (f" = {dimensions:,}" if dimensions else "")
 
     text = f"{params['repetitions']} x 2^{params['hashes']} x {params['projection'] or 'id'}"
     text += f" -> {params['final']}" if params.get("final") else ""
@@ -671,22 +699,25 @@ def table(results):
         f"Queries: {queries['count']:,} ({queries['kind']}). Model: {results['model']}.",
         f"Recall@{CUTOFF}: fraction of the exact MaxSim top {CUTOFF} among the top-N FDE candidates (= recall@{CUTOFF} after re-ranking them).",
         "",
-        "| FDE (reps x partitions x proj -> final = dims, fill) | bytes/doc | seconds | " + " | ".join(f"N={depth}" for depth in depths) + " |",
-        "|---|---|---|" + "---|" * len(depths),
+        "| encoding (FDE: reps x partitions x proj -> final = dims, fill) | bytes/doc | training s | seconds | "
+        + " | ".join(f"N={depth}" for depth in depths)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(depths),
     ]
 
     # Grid
     for row in results["grid"]:
         recalls = " | ".join(f"{row['recall'][depth]:.3f}" for depth in depths)
-        lines.append(f"| {describe(row['params'], row['dimensions'])} | {row['bytes']:,} | {row['seconds']:.1f} | {recalls} |")
+        training = f"{row['training']:.1f}" if row.get("training") else "-"
+        lines.append(f"| {describe(row['params'], row['dimensions'])} | {row['bytes']:,} | {training} | {row['seconds']:.1f} | {recalls} |")
 
     # Pareto frontier
     lines.extend(
         [
             "",
-            f"Pareto frontier (FDE bytes per document and candidates N against recall@{CUTOFF}):",
+            f"Pareto frontier (candidate bytes per document and candidates N against recall@{CUTOFF}):",
             "",
-            "| candidates N | FDE | bytes/doc | recall@10 | est. Mops/query |",
+            "| candidates N | encoding | bytes/doc | recall@10 | est. Mops/query |",
             "|---|---|---|---|---|",
         ]
     )

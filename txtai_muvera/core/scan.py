@@ -1,0 +1,103 @@
+"""
+Scan module
+"""
+
+import warnings
+
+import numpy as np
+import torch
+
+# Storage types of candidate vectors (FDE or learned encoding rows)
+ENCODINGDTYPES = ("float16", "float32")
+
+# Rows converted to float32 at a time: a block (2.5 MB at 10,240 dimensions) stays in the CPU's cache
+BLOCK = 64
+
+
+class Scan:
+    """
+    Exact inner product search over float32 or float16 candidate vectors (a full scan of every row).
+
+    Float16 rows halve the bytes read. They are converted to float32 BLOCK rows at a time into a reused buffer (torch's
+    conversion kernel uses the vector instructions the CPU reports at run time) and multiplied in float32, so scores
+    keep float32 precision: torch's float16 matrix product on CPU rounds its output to float16, which reorders close
+    candidates and coarsens the scores returned with candidates: 0.
+
+    >>> rows = np.eye(3, 4, dtype=np.float16)
+    >>> Scan()(np.array([[1, 2, 3, 4]], dtype=np.float32), rows).tolist()
+    [[1.0, 2.0, 3.0]]
+    """
+
+    @torch.no_grad()
+    def __call__(self, queries, rows):
+        """
+        Scores queries against every row.
+
+        Args:
+            queries: float32 (queries x dimensions) array
+            rows: float32 or float16 (documents x dimensions) array, may be memory mapped
+
+        Returns:
+            float32 torch tensor (queries x documents)
+        """
+
+        queries = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+        rows = tensor(rows)
+
+        # Float32 rows: one matrix product
+        if rows.dtype == torch.float32:
+            return queries @ rows.T
+
+        # Float16 rows: blocks converted to float32, products written into one score matrix
+        scores = torch.empty((rows.shape[0], queries.shape[0]), dtype=torch.float32)
+        buffer = torch.empty((min(BLOCK, rows.shape[0]), rows.shape[1]), dtype=torch.float32)
+        for start in range(0, rows.shape[0], BLOCK):
+            end = min(start + BLOCK, rows.shape[0])
+            block = buffer[: end - start]
+            block.copy_(rows[start:end])
+            torch.mm(block, queries.T, out=scores[start:end])
+
+        return scores.T
+
+
+def tensor(rows):
+    """
+    Wraps rows as a CPU tensor without copying; read-only memory-mapped arrays are never written.
+
+    Args:
+        rows: numpy array
+
+    Returns:
+        torch tensor
+    """
+
+    with warnings.catch_warnings():
+        # torch warns that a read-only array is shared as writable: scans only read it
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.asarray(rows))
+
+
+def encodingrows(rows, dtype):
+    """
+    Converts float32 candidate vectors to their storage type, refusing values float16 cannot hold.
+
+    Args:
+        rows: float32 array
+        dtype: "float16" or "float32"
+
+    Returns:
+        array of the storage type
+    """
+
+    if dtype not in ENCODINGDTYPES:
+        raise ValueError(f"encodingdtype must be one of {ENCODINGDTYPES}, got {dtype!r}")
+
+    if dtype == "float32" or rows.dtype == np.float16:
+        return rows
+
+    # float16 holds magnitudes up to 65504
+    largest = float(np.abs(rows).max()) if rows.size else 0.0
+    if largest > float(np.finfo(np.float16).max):
+        raise ValueError(f"candidate vectors hold values up to {largest:g}, beyond float16's range: set muvera: {{encodingdtype: float32}}")
+
+    return rows.astype(np.float16)

@@ -1,0 +1,139 @@
+"""
+Delegate module
+"""
+
+import logging
+import math
+
+logger = logging.getLogger(__name__)
+
+# Named delegated candidate searches (muvera: {search: NAME}): txtai ANN configs chosen on SciFact (see README)
+PRESETS = {
+    # IDMap gives txtai's add_with_ids to indexes without it; never put it over IVF, whose removals it would misnumber
+    # Graph search over float16 vectors, efsearch nodes visited per query (at least the candidates asked for)
+    "faiss-hnsw": {"backend": "faiss", "faiss": {"components": "IDMap,HNSW32,SQfp16", "efsearch": 128}},
+    # Inverted lists of float16 vectors, probefraction of the lists scanned per query
+    "faiss-ivf": {"backend": "faiss", "faiss": {"components": "IVF,SQfp16", "probefraction": 0.5, "maxtrain": 20000}},
+    # Inverted lists of 4-bit product quantization codes, kfactor x candidates re-scored with float16 vectors
+    "faiss-ivfpq": {
+        "backend": "faiss",
+        "faiss": {"components": "IDMap,IVF,PQ{pq}x4fs,Refine(SQfp16)", "probefraction": 0.5, "kfactor": 4, "maxtrain": 20000},
+    },
+    # hnswlib graph (float32 vectors), removes deleted rows
+    "hnswlib": {"backend": "hnsw", "hnsw": {"m": 32, "efconstruction": 200, "efsearch": 128}},
+}
+
+# Vector dimensions per product quantization code of the faiss-ivfpq preset
+PQWIDTH = 8
+
+
+def delegateconfig(search, dimensions=None, rows=None):
+    """
+    Builds the txtai ANN config of a delegated candidate search from muvera.search.
+
+    Args:
+        search: txtai ANN backend name, preset name or dict with a backend key
+        dimensions: candidate vector width, fills in the product quantization size of a preset
+        rows: number of rows indexed, turns a faiss maxtrain setting into txtai's sample fraction
+
+    Returns:
+        config dict with a backend key
+    """
+
+    if isinstance(search, str) and search in PRESETS:
+        config = {key: dict(value) if isinstance(value, dict) else value for key, value in PRESETS[search].items()}
+        components = config.get("faiss", {}).get("components", "")
+        if dimensions and "{pq}" in components:
+            config["faiss"]["components"] = components.format(pq=pqsize(dimensions))
+    else:
+        config = dict(search) if isinstance(search, dict) else {"backend": search}
+        if "muvera" in str(config["backend"]).lower():
+            raise ValueError("muvera search cannot delegate to the Muvera backend itself")
+
+    # Clustering trains on at most maxtrain rows: k-means cost grows with rows x lists x dimensions
+    settings = config.get("faiss")
+    if isinstance(settings, dict) and settings.get("maxtrain") and rows and rows > settings["maxtrain"]:
+        config["faiss"] = {**settings, "sample": settings["maxtrain"] / rows}
+
+    return config
+
+
+def pqsize(dimensions):
+    """
+    Number of product quantization codes of a vector: one per PQWIDTH dimensions, an even count (4-bit fast scan).
+
+    Args:
+        dimensions: vector width
+
+    Returns:
+        number of codes, a divisor of dimensions
+    """
+
+    for size in range(max(dimensions // PQWIDTH, 1), 0, -1):
+        if dimensions % size == 0 and (size % 2 == 0 or size == 1):
+            return size
+
+    return 1
+
+
+def tune(delegate):
+    """
+    Applies the faiss search settings txtai does not set itself: efsearch (HNSW), kfactor (re-scoring of an
+    IndexRefine), nprobe below an IDMap and probefraction (the share of inverted lists scanned, overrides nprobe).
+    Other backends are left alone.
+
+    Args:
+        delegate: txtai ANN
+    """
+
+    settings = delegate.config.get("faiss") if delegate.config.get("backend") == "faiss" else None
+    if not isinstance(settings, dict) or getattr(delegate, "backend", None) is None:
+        return
+
+    # pylint: disable=C0415
+    import faiss
+
+    index = faiss.downcast_index(delegate.backend)
+    while True:
+        if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            index = faiss.downcast_index(index.index)
+            continue
+        if isinstance(index, faiss.IndexRefine):
+            if settings.get("kfactor"):
+                index.k_factor = float(settings["kfactor"])
+            index = faiss.downcast_index(index.base_index)
+            continue
+        break
+
+    if isinstance(index, faiss.IndexHNSW) and settings.get("efsearch"):
+        index.hnsw.efSearch = int(settings["efsearch"])
+    if isinstance(index, faiss.IndexIVF) and (settings.get("nprobe") or settings.get("probefraction")):
+        # A fraction of the lists keeps recall as the collection, and the number of lists, grows
+        nprobe = math.ceil(settings["probefraction"] * index.nlist) if settings.get("probefraction") else int(settings["nprobe"])
+        index.nprobe = max(1, min(nprobe, index.nlist))
+
+        # txtai sets nprobe from its config before every search of a top-level IVF index
+        settings["nprobe"] = index.nprobe
+
+
+def removable(delegate, ids):
+    """
+    Removes ids from a delegated index. Some faiss indexes (HNSW, re-scoring) cannot remove rows: they keep them and
+    the search skips them.
+
+    Args:
+        delegate: txtai ANN
+        ids: row ids
+
+    Returns:
+        True when the rows were removed
+    """
+
+    try:
+        delegate.delete(ids)
+        return True
+    except RuntimeError as error:
+        if "not implemented" not in str(error):
+            raise
+        logger.debug("delegated index keeps %d deleted rows, search skips them (%s)", len(ids), str(error).splitlines()[0])
+        return False
