@@ -146,12 +146,13 @@ def tuning(path, evaluation=None):
     return "\n".join(lines)
 
 
-def lemur(path):
+def lemur(path, *more):
     """
-    Renders the learned candidate encodings section from a bench_lemur.py JSON file, with the issue's targets checked.
+    Renders the learned candidate encodings section from bench_lemur.py JSON files, with the issue's targets checked.
 
     Args:
-        path: JSON file written by benchmarks/bench_lemur.py --json
+        path: JSON file written by benchmarks/bench_lemur.py --json (the side-by-side run)
+        more: JSON files of further runs, their rows appended
 
     Returns:
         markdown string
@@ -159,6 +160,11 @@ def lemur(path):
 
     with open(path, encoding="utf-8") as f:
         results = json.load(f)
+    for other in more:
+        with open(other, encoding="utf-8") as f:
+            extra = json.load(f)
+        results["results"] += [{**row, "encoding": row["encoding"] + " (separate run)"} for row in extra["results"]]
+        results["argv"] = results["argv"] + ["; separate run:"] + extra["argv"]
 
     def number(value, digits=1):
         return "-" if value is None else f"{value:,.{digits}f}"
@@ -258,13 +264,13 @@ def main():
     parser = argparse.ArgumentParser(description="Writes benchmark sections of RESULTS.md")
     parser.add_argument("section", choices=["scifact", "tuning", "lemur", "candidates"], help="section to write")
     parser.add_argument("json", help="results JSON: evaluate (scifact), tune (tuning), bench_lemur.py (lemur) or bench_scale_real.py (candidates)")
-    parser.add_argument("evaluation", nargs="*", help="tuning: evaluate JSON file of the recommended block; candidates: more JSON files")
+    parser.add_argument("evaluation", nargs="*", help="tuning: evaluate JSON file of the recommended block; lemur and candidates: more JSON files")
     args = parser.parse_args()
 
     if args.section == "candidates":
         heading, body = CANDIDATES, candidates(args.json, *args.evaluation)
     elif args.section == "lemur":
-        heading, body = LEMUR, lemur(args.json)
+        heading, body = LEMUR, lemur(args.json, *args.evaluation)
     elif args.section == "scifact":
         heading, body = SCIFACT, scifact(args.json)
     else:
