@@ -61,6 +61,7 @@ def test_rag(pylate_model, monkeypatch):
     assert prompt.index(top[0]) < prompt.index(top[1]) < prompt.index(top[2])
 
 
+@pytest.mark.slow
 def test_api_search_and_workflow(pylate_model):
     # examples/app.yml as shipped, served by txtai's API with the local model from the environment
     port = freeport()

@@ -67,6 +67,7 @@ def wait(process, url):
     pytest.fail(f"server {url} did not start in time")
 
 
+@pytest.mark.slow
 def test_cluster_matches_single_index(pylate_model, tmp_path):
     documents = [{"id": f"d{x}-{k}", "text": f"{text}, report {k}"} for k in range(5) for x, text in enumerate(TEXTS)]
     config = late(pylate_model)

@@ -278,6 +278,7 @@ def test_demo_without_hub_or_model_is_one_line(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_with_local_model(pylate_model, tmp_path):
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{closedport()}", "HF_HUB_CACHE": str(tmp_path), "TXTAI_MUVERA_LOCAL_MODEL": str(pylate_model)}
     result = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--queries", "1"], env=env, capture_output=True, text=True, timeout=300)

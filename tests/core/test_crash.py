@@ -79,6 +79,7 @@ def answers(embeddings):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.slow
 def test_kill_during_save(pylate_model, tmp_path):
     path, pristine = str(tmp_path / "index"), str(tmp_path / "pristine")
     saver = subprocess.Popen(
