@@ -196,7 +196,11 @@ def tokensets(args):
     if args.vectors == "scifact":
         cache = args.cache or "/tmp/txtai-muvera-bench/scifact-tokens.safetensors"
         documents, queries = scifacttokens(args.docs, cache)
-        return documents, queries, f"real SciFact token vectors (txtai_muvera's PyLate-exact encoder, shared minilm-colbert), {len(queries)} queries, cached at {cache}"
+        return (
+            documents,
+            queries,
+            f"real SciFact token vectors (txtai_muvera's PyLate-exact encoder, shared minilm-colbert), {len(queries)} queries, cached at {cache}",
+        )
 
     counts, description = lengths(args.docs)
     documents = randomtokens(counts, seed=0)

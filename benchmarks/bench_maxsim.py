@@ -353,9 +353,11 @@ Rerun: `.venv-peers/bin/python benchmarks/bench_maxsim.py --device {args.device}
             counts.clear()
             timings = measure({name: (function, pairs) for name, function in functions.items()}, args.rounds)
             fraction = counts["rescored"] / counts["pairs"]
-            notes.append(f"{label}, {threads} thread(s): certified re-scores {fraction:.1%} of candidates in float32, "
-                         f"top {args.limit} identical to float32 MaxSim for {np.mean([a == b for a, b in zip(found[certified], expected)]):.0%} of queries, "
-                         f"scores within {difference:.1e}")
+            notes.append(
+                f"{label}, {threads} thread(s): certified re-scores {fraction:.1%} of candidates in float32, "
+                f"top {args.limit} identical to float32 MaxSim for {np.mean([a == b for a, b in zip(found[certified], expected)]):.0%} of queries, "
+                f"scores within {difference:.1e}"
+            )
             base = [pairs / min(x) for x in timings[certified]]
             for name, (wall, cpu) in timings.items():
                 best, median, work = pairs / min(wall), pairs / float(np.median(wall)), pairs / min(cpu)
@@ -368,7 +370,9 @@ Rerun: `.venv-peers/bin/python benchmarks/bench_maxsim.py --device {args.device}
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for threads, label, name, pairs, best, median, work, share, ratio, cpu in rows:
-        lines.append(f"| {threads} | {label} | {name} | {pairs:,} | {best:,.0f} | {median:,.0f} | {work:,.0f} | {share:.0%} | {ratio:.2f}x | {cpu:.2f}x |")
+        lines.append(
+            f"| {threads} | {label} | {name} | {pairs:,} | {best:,.0f} | {median:,.0f} | {work:,.0f} | {share:.0%} | {ratio:.2f}x | {cpu:.2f}x |"
+        )
     table = "\n".join(lines)
     print(table)
     print("\n".join(notes))

@@ -67,7 +67,11 @@ def build_pylate_model(path, dim=16, residual=False):
         bert(len(tokenizer)).save_pretrained(path)
 
         # Dense modules: (in, out, bias, activation, residual)
-        layers = [(32, 32, True, "torch.nn.modules.activation.Tanh", True), (32, dim, False, "torch.nn.modules.linear.Identity", True)] if residual else [(32, dim, False, "torch.nn.modules.linear.Identity", False)]
+        layers = (
+            [(32, 32, True, "torch.nn.modules.activation.Tanh", True), (32, dim, False, "torch.nn.modules.linear.Identity", True)]
+            if residual
+            else [(32, dim, False, "torch.nn.modules.linear.Identity", False)]
+        )
 
         modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
         for x, (infeatures, outfeatures, bias, activation, useresidual) in enumerate(layers):
@@ -75,7 +79,13 @@ def build_pylate_model(path, dim=16, residual=False):
             modules.append({"idx": x + 1, "name": str(x + 1), "path": folder, "type": "pylate.models.Dense.Dense"})
             (path / folder).mkdir(exist_ok=True)
 
-            config = {"in_features": infeatures, "out_features": outfeatures, "bias": bias, "activation_function": activation, "use_residual": useresidual}
+            config = {
+                "in_features": infeatures,
+                "out_features": outfeatures,
+                "bias": bias,
+                "activation_function": activation,
+                "use_residual": useresidual,
+            }
             writejson(path / folder / "config.json", config)
 
             weights = {"linear.weight": torch.randn(outfeatures, infeatures) / infeatures**0.5}

@@ -268,7 +268,10 @@ def test_demo_without_hub_or_model_is_one_line(tmp_path):
     env.pop("TXTAI_MUVERA_LOCAL_MODEL", None)
     base = {k: v for k, v in os.environ.items() if k != "TXTAI_MUVERA_LOCAL_MODEL"}
 
-    for arguments, expected in [([], "--local FOLDER or TXTAI_MUVERA_LOCAL_MODEL=FOLDER"), (["--local", str(tmp_path / "missing")], "no such folder")]:
+    for arguments, expected in [
+        ([], "--local FOLDER or TXTAI_MUVERA_LOCAL_MODEL=FOLDER"),
+        (["--local", str(tmp_path / "missing")], "no such folder"),
+    ]:
         start = time.perf_counter()
         result = subprocess.run(
             [sys.executable, str(ROOT / "examples" / "demo.py"), *arguments], env={**base, **env}, capture_output=True, text=True, timeout=60
@@ -280,8 +283,15 @@ def test_demo_without_hub_or_model_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_demo_with_local_model(pylate_model, tmp_path):
-    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{closedport()}", "HF_HUB_CACHE": str(tmp_path), "TXTAI_MUVERA_LOCAL_MODEL": str(pylate_model)}
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--queries", "1"], env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": f"http://127.0.0.1:{closedport()}",
+        "HF_HUB_CACHE": str(tmp_path),
+        "TXTAI_MUVERA_LOCAL_MODEL": str(pylate_model),
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py"), "--queries", "1"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"using local model {pylate_model}" in result.stdout and "Indexed 120 documents" in result.stdout
 

@@ -98,6 +98,11 @@ def test_reranker_encodes_texts_for_other_indexes(pylate_model, similarity):
     embeddings = Embeddings(keyword=True, content=True)
     embeddings.index(TEXTS)
     results = Reranker(embeddings, similarity)("virus cases confirmed", limit=2)
-    assert [r["text"] for r in results] == [r["text"] for r in sorted(embeddings.search("virus cases confirmed", 20), key=lambda r: exact(similarity.encoder, "virus cases confirmed", r["text"]), reverse=True)[:2]]
+    assert [r["text"] for r in results] == [
+        r["text"]
+        for r in sorted(
+            embeddings.search("virus cases confirmed", 20), key=lambda r: exact(similarity.encoder, "virus cases confirmed", r["text"]), reverse=True
+        )[:2]
+    ]
     for result in results:
         assert result["score"] == pytest.approx(exact(similarity.encoder, "virus cases confirmed", result["text"]), abs=SCORES)

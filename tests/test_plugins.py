@@ -65,9 +65,7 @@ def test_plugin_registered_in_test_is_used(pylate_model):
 
 def test_entry_point_plugins(tmp_path):
     # An installed distribution (dist-info on sys.path) declaring an entry point in the txtai_muvera group
-    (tmp_path / "myplugin.py").write_text(
-        textwrap.dedent(
-            """
+    (tmp_path / "myplugin.py").write_text(textwrap.dedent("""
             from txtai_muvera.hookspecs import hookimpl
             from txtai_muvera.core.store import TokenStore
 
@@ -77,9 +75,7 @@ def test_entry_point_plugins(tmp_path):
             @hookimpl
             def register_stores(register):
                 register("mystore", MyStore)
-            """
-        )
-    )
+            """))
     distinfo = tmp_path / "myplugin-0.1.dist-info"
     distinfo.mkdir()
     (distinfo / "METADATA").write_text("Metadata-Version: 2.1\nName: myplugin\nVersion: 0.1\n")

@@ -547,7 +547,9 @@ class Muvera(ANN):
 
         fingerprint, encoding = getattr(embeddings, "fingerprint", None), getattr(embeddings, "encoding", None)
         if fingerprint and self.fingerprint and fingerprint != self.fingerprint:
-            raise ValueError("this index was built with a different late-interaction model (model fingerprints differ), search it with the same model")
+            raise ValueError(
+                "this index was built with a different late-interaction model (model fingerprints differ), search it with the same model"
+            )
         if encoding and self.encoding and encoding != self.encoding:
             changed = sorted(k for k in set(encoding) | set(self.encoding) if encoding.get(k) != self.encoding.get(k))
             raise ValueError(f"FDE parameters differ from the ones this index was built with: {changed}")

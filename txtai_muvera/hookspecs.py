@@ -48,4 +48,3 @@ def register_stores(register):
     Args:
         register: callback
     """
-

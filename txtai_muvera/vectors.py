@@ -122,7 +122,11 @@ class LateVectors(Vectors):
         embeddings = None
         if ids:
             # FDE rows go to txtai's buffer, token matrices to a new token store
-            fdes = np.memmap(buffer, dtype=np.float32, shape=(len(ids), dimensions), mode="w+") if buffer else np.empty((len(ids), dimensions), np.float32)
+            fdes = (
+                np.memmap(buffer, dtype=np.float32, shape=(len(ids), dimensions), mode="w+")
+                if buffer
+                else np.empty((len(ids), dimensions), np.float32)
+            )
             store = plugins.lookup("stores", self.settings["store"])(self.model.dimension, self.settings["dtype"])
 
             with open(stream, "rb") as queue:

@@ -246,7 +246,9 @@ def test_invalid_folders(pylate_model, tmp_path):
 
     # PyLate checkpoint without a projection
     path = shutil.copytree(pylate_model, tmp_path / "nodense")
-    (path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]), encoding="utf-8")
+    (path / "modules.json").write_text(
+        json.dumps([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]), encoding="utf-8"
+    )
     with pytest.raises(ValueError, match="no Dense module"):
         LateEncoder(path, gpu=False)
 

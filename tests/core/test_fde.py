@@ -146,6 +146,7 @@ def test_dimensions():
             vectors = fde(flat, offsets, category)
             assert vectors.shape == (2, dimensions) and vectors.dtype == np.float32
 
+
 def test_determinism():
     """
     Same seed gives the same encoder, another seed a different one
@@ -161,6 +162,7 @@ def test_determinism():
 
     assert torch.equal(first.gaussian, second.gaussian) and not torch.equal(first.gaussian, other.gaussian)
 
+
 def test_config():
     """
     config() rebuilds the exact encoder
@@ -174,6 +176,7 @@ def test_config():
     assert copy.config() == fde.config()
     for category in ("query", "data"):
         assert np.array_equal(fde(flat, offsets, category), copy(flat, offsets, category))
+
 
 @pytest.mark.parametrize(
     "kwargs",
@@ -201,6 +204,7 @@ def test_reference(kwargs):
 
     for category in ("query", "data"):
         np.testing.assert_allclose(fde.batch(matrices, category), references(fde, matrices, category), rtol=1e-5, atol=1e-5)
+
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
@@ -235,6 +239,7 @@ def test_reference_property(data):
     fde = FDE(dimension, **kwargs)
     np.testing.assert_allclose(fde.batch(matrices, category), references(fde, matrices, category), rtol=1e-5, atol=1e-5)
 
+
 def test_query_single_token():
     """
     A one token query fills exactly one partition block per repetition
@@ -246,6 +251,7 @@ def test_query_single_token():
 
     blocks = vectors.reshape(6, 16, 8)
     assert ((np.abs(blocks).sum(axis=2) > 0).sum(axis=1) == 1).all()
+
 
 def test_fill():
     """
@@ -264,6 +270,7 @@ def test_fill():
     queries = FDE(32, repetitions=4, hashes=4, projection=8).batch(matrices, "query").reshape(4, 4, 16, 8)
     assert ((np.abs(queries[0]).sum(axis=2) > 0).sum(axis=1) == 1).all()
 
+
 def test_fill_single_token():
     """
     A one token document repeats its projected token in every partition of every repetition
@@ -278,6 +285,7 @@ def test_fill_single_token():
         expected = matrix @ fde.projections[repetition].numpy()
         np.testing.assert_allclose(blocks[repetition], np.tile(expected, (8, 1)), rtol=1e-6, atol=1e-6)
 
+
 def test_final_projection():
     """
     The Count-Sketch final projection is a fixed linear map of the full FDE
@@ -285,7 +293,9 @@ def test_final_projection():
 
     generator = np.random.default_rng(7)
     matrices = tokens(generator, [3, 8, 20], 16)
-    full, reduced = FDE(16, repetitions=4, hashes=3, projection=4, normalize=False), FDE(16, repetitions=4, hashes=3, projection=4, final=50, normalize=False)
+    full, reduced = FDE(16, repetitions=4, hashes=3, projection=4, normalize=False), FDE(
+        16, repetitions=4, hashes=3, projection=4, final=50, normalize=False
+    )
 
     sketch = np.zeros((full.dimensions, 50), dtype=np.float32)
     sketch[np.arange(full.dimensions), reduced.buckets.numpy()] = reduced.signs.numpy()
@@ -297,6 +307,7 @@ def test_final_projection():
     queries = reduced.batch([matrices[1]] + [row[None] for row in matrices[1]], "query")
     np.testing.assert_allclose(queries[0], queries[1:].sum(axis=0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(reduced.batch([2 * matrices[2]], "data"), 2 * reduced.batch([matrices[2]], "data"), rtol=1e-5, atol=1e-5)
+
 
 def test_empty():
     """
@@ -312,6 +323,7 @@ def test_empty():
     assert not fde(np.zeros((0, 8), dtype=np.float32), np.array([0, 0, 0]), "data").any()
     assert fde(np.zeros((0, 8), dtype=np.float32), np.array([0]), "query").shape == (0, 10)
     assert fde.batch([], "query").shape == (0, 10)
+
 
 def test_chunks():
     """
@@ -333,12 +345,22 @@ def test_chunks():
             fde(torch.from_numpy(flat).half(), offsets, category), fde(torch.from_numpy(flat).half().float(), offsets, category)
         )
 
+
 def test_validation():
     """
     Bad parameters and inputs raise ValueError
     """
 
-    for kwargs in [{"hashes": 0}, {"hashes": 17}, {"repetitions": 0}, {"projection": -1}, {"final": 0}, {"seed": -1}, {"dimension": 0}, {"projector": "gaussian"}]:
+    for kwargs in [
+        {"hashes": 0},
+        {"hashes": 17},
+        {"repetitions": 0},
+        {"projection": -1},
+        {"final": 0},
+        {"seed": -1},
+        {"dimension": 0},
+        {"projector": "gaussian"},
+    ]:
         with pytest.raises(ValueError):
             FDE(**{"dimension": 8, **kwargs})
 
@@ -349,6 +371,7 @@ def test_validation():
         fde(np.zeros((3, 8), dtype=np.float32), np.array([0, 3]), "document")
     with pytest.raises(ValueError, match="offsets"):
         fde(np.zeros((3, 8), dtype=np.float32), np.array([0, 2]), "query")
+
 
 def test_orthogonal():
     """
@@ -382,6 +405,7 @@ def test_orthogonal():
     for p in wide:
         np.testing.assert_allclose(p @ p.T, np.eye(8), atol=1e-5)
 
+
 def test_normalize():
     """
     normalize scales every non-empty document partition block to unit length, queries still sum
@@ -397,6 +421,7 @@ def test_normalize():
     assert np.allclose(np.linalg.norm(blocks, axis=2)[norms[..., 0] > 0], 1.0, atol=1e-5)
     assert np.array_equal(fde.batch(matrices, "query"), plain.batch(matrices, "query"))
 
+
 def test_legacy():
     """
     Configs saved before projector and normalize existed rebuild the encoder they were built with
@@ -405,6 +430,7 @@ def test_legacy():
     saved = FDE(16, projector="ams", normalize=False, fill=True).config()
     old = {key: value for key, value in saved.items() if key not in FDE.LEGACY}
     assert FDE(**{**FDE.LEGACY, **old}).config() == saved
+
 
 def test_chamfer():
     """

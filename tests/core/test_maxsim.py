@@ -50,6 +50,7 @@ def test_reference(reduce):
     assert scores.dtype == torch.float32 and scores.shape == (3, 6)
     np.testing.assert_allclose(scores.numpy(), reference(queries, documents, reduce), rtol=1e-5, atol=1e-5)
 
+
 @settings(max_examples=80, deadline=None)
 @given(data=st.data())
 def test_reference_property(data):
@@ -66,15 +67,16 @@ def test_reference_property(data):
 
     def draw(lengths):
         return [
-            np.array(
-                data.draw(st.lists(st.lists(values, min_size=dimension, max_size=dimension), min_size=n, max_size=n)), dtype=np.float32
-            ).reshape(n, dimension)
+            np.array(data.draw(st.lists(st.lists(values, min_size=dimension, max_size=dimension), min_size=n, max_size=n)), dtype=np.float32).reshape(
+                n, dimension
+            )
             for n in lengths
         ]
 
     queries, documents = draw(qlengths), draw(dlengths)
     scores = maxsim(*pack(queries), *pack(documents), reduce=reduce)
     np.testing.assert_allclose(scores.numpy(), reference(queries, documents, reduce), rtol=1e-5, atol=1e-5)
+
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), dimension=st.sampled_from([1, 3, 8, 16, 64, 96, 128]))
@@ -94,6 +96,7 @@ def test_batch_invariant_property(seed, dimension):
         for y, document in enumerate(documents):
             assert maxsim(query, [0, len(query)], document, [0, len(document)])[0, 0].item() == scores[x, y].item()
 
+
 def test_chunks(monkeypatch):
     """
     Tiny chunks on both sides give the same scores
@@ -107,6 +110,7 @@ def test_chunks(monkeypatch):
     monkeypatch.setattr(module, "QUERYTOKENS", 7)
     np.testing.assert_allclose(maxsim(*pack(queries), *pack(documents)).numpy(), expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(expected, reference(queries, documents), rtol=1e-5, atol=1e-5)
+
 
 def test_half():
     """
@@ -122,6 +126,7 @@ def test_half():
     np.testing.assert_allclose(
         scores.numpy(), reference([x.astype(np.float32) for x in queries], [x.astype(np.float32) for x in documents]), rtol=1e-5, atol=1e-5
     )
+
 
 def test_int8():
     """
@@ -156,6 +161,7 @@ def test_int8():
     with pytest.raises(ValueError, match="scales"):
         maxsim(*pack(queries), quantized, offsets, scales=scales[:-1])
 
+
 def test_inputs():
     """
     numpy, torch and list offsets inputs agree
@@ -171,6 +177,7 @@ def test_inputs():
     scores = maxsim(torch.from_numpy(qflat).requires_grad_(), qoffsets, torch.from_numpy(dflat).requires_grad_(), doffsets)
     assert torch.equal(scores, expected) and not scores.requires_grad
     assert torch.equal(maxsim(qflat, qoffsets.tolist(), torch.from_numpy(dflat), doffsets.tolist()), expected)
+
 
 def test_empty():
     """
@@ -192,6 +199,7 @@ def test_empty():
     # Empty documents rank last
     assert [index for index, _ in rank(maxsim(*pack(queries[1:]), *pack(documents)))[0]] == [1, 0, 2]
 
+
 def test_validation():
     """
     Mismatched widths, bad offsets and bad reduce raise ValueError
@@ -206,6 +214,7 @@ def test_validation():
         maxsim(qflat, qoffsets, qflat, [0, 2])
     with pytest.raises(ValueError, match="reduce"):
         maxsim(qflat, qoffsets, qflat, qoffsets, reduce="max")
+
 
 def test_padded():
     """
@@ -226,6 +235,7 @@ def test_padded():
     found = module.padded(-qflat.abs(), dflat.abs(), doffsets[:-1], np.diff(doffsets))
     assert torch.allclose(found, module.reduceat(-qflat.abs(), dflat.abs(), doffsets[:-1]), rtol=1e-6, atol=1e-6)
 
+
 def test_device_path(monkeypatch):
     """
     maxsim's accelerator path (large chunks, padded products) run on CPU tensors matches the CPU path, empty documents
@@ -242,6 +252,7 @@ def test_device_path(monkeypatch):
     monkeypatch.setattr(module, "QUERYTOKENS", 9)
     np.testing.assert_allclose(maxsim(*pack(queries), *pack(documents)).numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
 
+
 def test_rank():
     """
     rank sorts rows by score, ties by index, and limits results
@@ -250,6 +261,7 @@ def test_rank():
     scores = torch.tensor([[0.5, 0.75, -torch.inf, 0.75], [0.0, 1.0, 2.0, 3.0]])
     assert rank(scores) == [[(1, 0.75), (3, 0.75), (0, 0.5), (2, -math.inf)], [(3, 3.0), (2, 2.0), (1, 1.0), (0, 0.0)]]
     assert rank(scores.numpy(), 1) == [[(1, 0.75)], [(3, 3.0)]]
+
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda():

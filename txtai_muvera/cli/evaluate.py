@@ -142,7 +142,9 @@ class Evaluate:
 
             # Index dimensions and stored bytes per document
             fde = config["muvera"]
-            results["settings"]["fde"] = {key: fde.get(key) for key in ("repetitions", "hashes", "projection", "final", "projector", "normalize", "fill", "seed")}
+            results["settings"]["fde"] = {
+                key: fde.get(key) for key in ("repetitions", "hashes", "projection", "final", "projector", "normalize", "fill", "seed")
+            }
             results["settings"]["fde"]["dimensions"] = config["dimensions"]
             storage = sizes(path, len(self.ids))
 
@@ -251,8 +253,7 @@ class Evaluate:
             scores, indices = top.values, torch.gather(indices, 1, top.indices)
 
         return {
-            uid: {self.ids[x]: score for x, score in zip(row, values)}
-            for uid, row, values in zip(self.queries, indices.tolist(), scores.tolist())
+            uid: {self.ids[x]: score for x, score in zip(row, values)} for uid, row, values in zip(self.queries, indices.tolist(), scores.tolist())
         }
 
     def index(self, documents, description):
@@ -968,7 +969,9 @@ def table(results):
     lines.extend(["", *notes[:1]] if notes else [])
 
     # Index figures
-    lines.extend(["", "| Pipeline | Index seconds | Documents/s | Bytes/document (tokens + FDE) | Load average (start, end) |", "|---|---|---|---|---|"])
+    lines.extend(
+        ["", "| Pipeline | Index seconds | Documents/s | Bytes/document (tokens + FDE) | Load average (start, end) |", "|---|---|---|---|---|"]
+    )
     for name, index in [("txtai-muvera", results["index"])] + ([(pipelines[1][0], results["txtai"]["index"])] if "txtai" in results else []):
         stored = index["bytes_per_document"]
         breakdown = f"{stored['tokens']:,.0f} + {stored['fde']:,.0f}" if "tokens" in stored else "FDE only"

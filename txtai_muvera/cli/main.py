@@ -253,13 +253,19 @@ def parser():
     command.add_argument("--final", default="none", help="FDE Count-Sketch final widths grid, none for off (default: none)")
     command.add_argument("--fill", default="true,false", help="FDE fill of empty document partitions grid (default: true,false)")
     command.add_argument("--no-baseline", dest="baseline", action="store_false", help="leave the encoding defaults out of the grid")
-    command.add_argument("--learned", default='[{"encoding": "lemur"}]', help='learned encodings added to the grid, trained on the corpus, as a JSON list (default: [{"encoding": "lemur"}], "" for none)')
+    command.add_argument(
+        "--learned",
+        default='[{"encoding": "lemur"}]',
+        help='learned encodings added to the grid, trained on the corpus, as a JSON list (default: [{"encoding": "lemur"}], "" for none)',
+    )
     command.add_argument("--encoder", default="colbert", help="registered late-interaction encoder (default: colbert)")
     command.add_argument("--encoding", default="muvera", help="registered encoding of the FDE grid (default: muvera)")
     command.add_argument("--depths", default="10,25,50,100,200,500,1000", help="candidate depths (default: 10,25,50,100,200,500,1000)")
     command.add_argument("--target", type=float, default=0.95, help="recall@10 vs exact MaxSim to reach (default: 0.95)")
     command.add_argument("--objective", choices=["work", "bytes", "depth"], default="work", help="what cheapest means (default: work per query)")
-    command.add_argument("--dtype", choices=["float32", "float16", "int8"], help="token store dtype for the block and --verify (default: index default)")
+    command.add_argument(
+        "--dtype", choices=["float32", "float16", "int8"], help="token store dtype for the block and --verify (default: index default)"
+    )
     command.add_argument("--verify", action="store_true", help="build a txtai index with the recommended block and measure its recall@10")
     command.add_argument("--batchsize", type=int, default=32, help="encoding batch size (default: 32)")
     command.add_argument("--cpu", action="store_true", help="run on the CPU even when an accelerator is available")

@@ -804,6 +804,7 @@ class TokenStore:
         name = os.path.join(path, "store.json")
         if not os.path.lexists(name):
             raise StoreError(f"not a txtai-muvera token store: {path}: store.json missing")
+
         def check(config):
             if config.get("format") != FORMAT:
                 raise StoreError(f"not a txtai-muvera token store: {name}: format is not {FORMAT!r}")
