@@ -558,7 +558,7 @@ def dataset(corpus, split, queryfile, queries, sample, rng):
     path = Path(corpus)
 
     # Documents, with the judged queries of a BEIR split
-    texts = None
+    texts, kind = None, None
     if split:
         if not path.is_dir():
             raise ValueError(f"split needs a BEIR folder, {corpus} is not a folder")
@@ -649,7 +649,7 @@ def readcorpus(path):
         raise FileNotFoundError(f"{path} not found: pass a BEIR folder with corpus.jsonl, a jsonl file or a text file")
 
     ids, texts = [], []
-    rows = jsonl(path) if path.suffix in (".jsonl", ".json") else (line.rstrip("\n") for line in open(path, encoding="utf-8") if line.strip())
+    rows = jsonl(path) if path.suffix in (".jsonl", ".json") else textlines(path)
     for x, row in enumerate(rows):
         if isinstance(row, dict):
             ids.append(str(row.get("_id", row.get("id", x))))
@@ -678,8 +678,7 @@ def readtexts(path):
     if path.suffix in (".jsonl", ".json"):
         return [row if isinstance(row, str) else str(row.get("text", row.get("query", ""))) for row in jsonl(path)]
 
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
+    return list(textlines(path))
 
 
 def table(results):
@@ -754,3 +753,20 @@ def table(results):
         )
 
     return "\n".join(lines)
+
+
+def textlines(path):
+    """
+    Reads the non-empty lines of a text file.
+
+    Args:
+        path: file path
+
+    Returns:
+        generator of lines without their line break
+    """
+
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield line.rstrip("\n")
