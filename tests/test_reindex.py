@@ -1,5 +1,5 @@
 """
-Reindex tests: txtai_muvera.reindex validates the new config before anything changes, and a failed reindex (bad
+Reindex tests: embeddings.reindex and txtai_muvera.reindex validate the new config before anything changes, and a failed reindex (bad
 config, a model that fails to load, an error mid-encoding) leaves the previous index searchable, writable and saveable.
 """
 
@@ -108,3 +108,39 @@ def test_successful_reindex(embeddings, pylate_model, tmp_path):
     assert embeddings.count() == len(TEXTS) - 1
     results = answers(embeddings)
     unchanged(embeddings, results, tmp_path)
+
+
+def test_plain_reindex_is_guarded(embeddings, pylate_model, tmp_path):
+    # txtai's own embeddings.reindex, called as a user would: refused before anything changes, nothing lost on failure
+    before = answers(embeddings)
+    with pytest.raises(ValueError, match="unknown muvera setting 'candidtes'"):
+        embeddings.reindex(late(pylate_model, candidtes=10))
+    unchanged(embeddings, before, tmp_path)
+
+    with pytest.raises(ConfigurationError, match="neither a local folder nor a model hub id"):
+        embeddings.reindex(late(str(tmp_path / "no-such-model"), repetitions=4))
+    unchanged(embeddings, before, tmp_path)
+
+    def function(documents):
+        for x, document in enumerate(documents):
+            if x == 6:
+                raise RuntimeError("encoding failed")
+            yield document
+
+    with pytest.raises(RuntimeError, match="encoding failed"):
+        embeddings.reindex(late(pylate_model, repetitions=8), function=function)
+    unchanged(embeddings, before, tmp_path)
+
+    # A good reindex still rebuilds the index with the new settings
+    embeddings.reindex(late(pylate_model, repetitions=8))
+    assert embeddings.config["muvera"]["repetitions"] == 8
+    assert embeddings.search(TEXTS[10], 1)[0]["text"] == TEXTS[10]
+
+
+def test_guard_leaves_other_indexes_alone():
+    # An index without txtai-muvera reindexes through txtai's own code
+    import txtai_muvera.indexfolder as indexfolder
+
+    indexfolder.guard()
+    assert indexfolder.uses({"method": "txtai_muvera.LateVectors"}) and indexfolder.uses({"muvera": {}})
+    assert not indexfolder.uses({"path": "sentence-transformers/all-MiniLM-L6-v2"}) and not indexfolder.uses(None)

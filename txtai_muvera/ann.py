@@ -21,7 +21,7 @@ from .core.lemur import ArtifactError, LemurModel
 from .core.resident import Resident
 from .delegate import delegateconfig, removable, tune
 from .errors import configuration
-from .indexfolder import indexids
+from .indexfolder import guard, indexids
 from .lock import ReadWriteLock
 from .core.scan import Scan, encodingrows
 from .settings import DEFAULTS, resolve
@@ -52,6 +52,9 @@ class Muvera(ANN):
 
     def __init__(self, config):
         super().__init__(config)
+
+        # txtai's reindex of an index that uses this backend validates first and loses nothing on failure
+        guard()
 
         # Index settings and encoding parameters from the muvera: block, raised past txtai's ImportError wrapper
         with configuration():

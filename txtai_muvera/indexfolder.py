@@ -3,6 +3,7 @@ Index folder module: atomic saves, consistency reads and transactional reindexin
 """
 
 import os
+import functools
 import gc
 import sqlite3
 import traceback
@@ -10,6 +11,8 @@ import traceback
 from urllib.request import pathname2url
 
 import numpy as np
+
+from txtai.embeddings import Embeddings
 
 from .core.files import IndexFileError, filesize
 from .core.folder import replace
@@ -115,10 +118,16 @@ def reindex(embeddings, config=None, function=None, **kwargs):
         connection.execute("SAVEPOINT txtai_muvera_reindex")
 
     try:
-        embeddings.reindex(config, function, **kwargs)
+        txtaireindex(embeddings, config, function, **kwargs)
     except BaseException as error:
         if connection is not None:
             connection.execute("ROLLBACK TO txtai_muvera_reindex")
+
+            # The failed reindex streamed rows through the database's cursor: a fresh cursor ends that read
+            if getattr(database, "cursor", None) is not None:
+                database.cursor.close()
+                dbstate["cursor"] = connection.cursor()
+
             release(connection, error)
         for instance, saved in [(database, dbstate), (ann, annstate), (embeddings, state)]:
             if instance is not None:
@@ -127,25 +136,80 @@ def reindex(embeddings, config=None, function=None, **kwargs):
         raise
 
     if connection is not None:
-        connection.execute("RELEASE txtai_muvera_reindex")
+        release(connection)
 
     return embeddings
 
 
-def release(connection, error):
+def release(connection, error=None):
     """
-    Releases the reindex savepoint after a rollback. An unfinished read of the failed reindex (its frames hold txtai's
-    database cursors) keeps SQLite from releasing it: those frames are cleared first, and where a cursor is still alive
-    the savepoint stays open inside txtai's transaction, which txtai's next commit ends.
+    Releases the reindex savepoint. A read still in progress on the connection (the frames of a failed reindex hold
+    txtai's cursors until they are cleared) keeps SQLite from releasing it: frames are cleared first, and where a read is
+    still alive the savepoint stays open inside txtai's transaction, which txtai's next commit (save) ends.
 
     Args:
         connection: sqlite3 connection
-        error: exception that failed the reindex
+        error: exception that failed the reindex, if any
     """
 
-    traceback.clear_frames(error.__traceback__)
+    if error is not None:
+        traceback.clear_frames(error.__traceback__)
     gc.collect()
     try:
         connection.execute("RELEASE txtai_muvera_reindex")
     except sqlite3.OperationalError:
         pass
+
+
+def guard():
+    """
+    Routes txtai's Embeddings.reindex through reindex above for indexes that use txtai-muvera (their current config or
+    the new one names a txtai_muvera class), so that a plain embeddings.reindex(...) validates first and loses nothing on
+    failure. Installed once, when a txtai-muvera vectors method or backend is created; other indexes call txtai's
+    reindex unchanged.
+    """
+
+    # Idempotent: installed once per process
+    if getattr(Embeddings.reindex, "txtaimuvera", False):
+        return
+
+    original = Embeddings.reindex
+
+    @functools.wraps(original)
+    def wrapper(self, config=None, function=None, **kwargs):
+        if uses(self.config) or uses(config) or uses(kwargs):
+            return reindex(self, config, function, **kwargs)
+
+        return original(self, config, function, **kwargs)
+
+    wrapper.txtaimuvera = True
+    Embeddings.reindex = wrapper
+
+
+def txtaireindex(embeddings, config=None, function=None, **kwargs):
+    """
+    Runs txtai's own Embeddings.reindex, past the guard.
+
+    Args:
+        embeddings: txtai Embeddings
+        config: new config
+        function: optional function to prepare content for indexing
+        kwargs: additional configuration as keyword args
+    """
+
+    method = Embeddings.reindex
+    return getattr(method, "__wrapped__", method)(embeddings, config, function, **kwargs)
+
+
+def uses(config):
+    """
+    Tells whether a txtai config names a txtai-muvera class (dense slot, sparse slot or muvera: block).
+
+    Args:
+        config: txtai config dict or None
+
+    Returns:
+        True or False
+    """
+
+    return isinstance(config, dict) and ("muvera" in config or "txtai_muvera" in str(config))

@@ -14,6 +14,7 @@ from .core.inputs import check, matrices as tokenmatrices
 from .core.maxsim import maxsim
 from .core.ragged import pack
 from .errors import configuration
+from .indexfolder import guard
 from .settings import checkconfig, resolve
 
 
@@ -28,6 +29,9 @@ class LateVectors(Vectors):
     """
 
     def __init__(self, config, scoring, models):
+        # txtai's reindex of an index that uses this method validates first and loses nothing on failure
+        guard()
+
         # Configuration errors reach the user as ConfigurationError, not as txtai's "Unable to resolve vectors backend"
         with configuration():
             # Index settings and encoding parameters from the muvera: block, validated before the model loads
