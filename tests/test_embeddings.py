@@ -224,3 +224,25 @@ def test_fingerprint_mismatch(pylate_model, stanford_model, tmp_path):
 
     with pytest.raises(ValueError, match="different late-interaction model|dimensions"):
         Embeddings().load(str(tmp_path / "index"), config={"path": str(stanford_model)}).search("virus", 3)
+
+
+def test_vectors_guarded_against_txtai_changes():
+    # LateVectors re-implements txtai's Vectors.vectors: a txtai whose methods changed is refused at import
+    from txtai.vectors import Vectors
+
+    from txtai_muvera.vectors import LateVectors, compatible
+
+    compatible(Vectors, LateVectors, "9.14.0")
+    with pytest.raises(ImportError, match="supports txtai"):
+        compatible(Vectors, LateVectors, "10.0.0")
+
+    class Changed(Vectors):
+        def vectors(self, documents, batchsize=500):
+            return None
+
+    class Ours(Changed):
+        def vectors(self, documents, batchsize=500, checkpoint=None, buffer=None, dtype=None):
+            return None
+
+    with pytest.raises(ImportError, match=r"changed \['vectors'\]"):
+        compatible(Changed, Ours, "9.14.0")

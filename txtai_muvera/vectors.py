@@ -2,11 +2,13 @@
 Vectors module
 """
 
+import inspect
 import os
 
 import numpy as np
 
 from txtai.vectors import Vectors
+from txtai.version import __version__ as TXTAI
 
 from . import plugins, progress
 from .array import LateArray
@@ -16,6 +18,9 @@ from .core.ragged import pack
 from .errors import configuration
 from .indexfolder import guard
 from .settings import checkconfig, resolve
+
+# txtai major versions whose Vectors methods LateVectors overrides (vectors re-implements txtai's bulk encoding loop)
+SUPPORTED = (9,)
 
 
 class LateVectors(Vectors):
@@ -218,3 +223,35 @@ class LateVectors(Vectors):
     def normalize(self, embeddings):
         # FDE rows are never normalised, see vectorize
         return embeddings
+
+
+def compatible(base, cls, version):
+    """
+    Checks that the txtai Vectors methods a subclass overrides still exist with the same parameters, so that a txtai
+    release that changed them fails at import with a clear message instead of indexing wrong rows.
+
+    Args:
+        base: txtai Vectors class
+        cls: subclass
+        version: txtai version string
+
+    Raises:
+        ImportError: an unsupported txtai major version or a changed method
+    """
+
+    changed = []
+    for name, method in vars(cls).items():
+        if callable(method) and not name.startswith("__") and hasattr(base, name):
+            if list(inspect.signature(getattr(base, name)).parameters) != list(inspect.signature(method).parameters):
+                changed.append(name)
+
+    if int(version.split(".", maxsplit=1)[0]) not in SUPPORTED or changed:
+        raise ImportError(
+            f"txtai_muvera.LateVectors supports txtai {SUPPORTED} and overrides Vectors methods of those releases, found txtai {version}"
+            + (f" whose Vectors changed {changed}" if changed else "")
+            + ": install a txtai version this txtai-muvera supports"
+        )
+
+
+# Fail at import when txtai changed under us
+compatible(Vectors, LateVectors, TXTAI)
