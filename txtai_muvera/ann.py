@@ -19,6 +19,7 @@ from .core.files import IndexFileError, Verifier, checksha256, checksize, descri
 from .core.folder import recover, replace
 from .core.lemur import ArtifactError, LemurModel
 from .core.resident import Resident
+from .core.store import dequantize
 from .delegate import delegateconfig, removable, tune
 from .errors import configuration
 from .indexfolder import guard, indexids
@@ -469,7 +470,7 @@ class Muvera(ANN):
 
         if encoder.train:
             tokens, offsets, scales = store.gather(range(len(store)))
-            tokens = dequantize(tokens, scales) if scales is not None else tokens
+            tokens = dequantize(tokens, scales)
             documents = int((np.diff(offsets) > 0).sum())
             if encoder.trainable(documents):
                 gpu = self.config.get("gpu", True)
@@ -728,22 +729,6 @@ class Muvera(ANN):
         tune(delegate)
 
         return delegate
-
-
-def dequantize(tokens, scales):
-    """
-    Turns stored token rows back into float32.
-
-    Args:
-        tokens: stored rows
-        scales: per-row scales for int8 rows, else None
-
-    Returns:
-        float32 rows
-    """
-
-    tokens = np.asarray(tokens, dtype=np.float32)
-    return tokens * scales[:, None] if scales is not None else tokens
 
 
 def idsfile(root, config):

@@ -69,14 +69,15 @@ def dequantize(matrix, scales):
     [[63.5, -32.0]]
 
     Args:
-        matrix: (tokens x dim) int8 array
-        scales: float32 scales, one per row
+        matrix: (tokens x dim) int8 array, or float rows of a float store
+        scales: float32 scales, one per row, None for float rows
 
     Returns:
         float32 matrix
     """
 
-    return np.asarray(matrix, dtype=np.float32) * np.asarray(scales, dtype=np.float32)[:, None]
+    matrix = np.asarray(matrix, dtype=np.float32)
+    return matrix * np.asarray(scales, dtype=np.float32)[:, None] if scales is not None else matrix
 
 
 class TokenStore:
@@ -363,7 +364,7 @@ class TokenStore:
         """
 
         flat, _, scales = self.gather([uid])
-        return dequantize(flat, scales) if scales is not None else flat.astype(np.float32)
+        return dequantize(flat, scales)
 
     def compact(self):
         """
