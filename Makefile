@@ -18,10 +18,10 @@ test-fast:
 test-slow:
 	bash run.sh test -m slow
 
-# black and pylint with txtai's settings (.pylintrc)
+# black and pylint with txtai's settings (.pylintrc); installs nothing: pip install -e .[lint] provides both
 lint:
 	$(PYTHON) -m black --line-length 150 --check $(SOURCES)
-	$(PYTHON) -m pylint $(SOURCES)
+	$(PYTHON) -m pylint --rcfile=.pylintrc txtai_muvera
 
 format:
 	$(PYTHON) -m black --line-length 150 $(SOURCES)

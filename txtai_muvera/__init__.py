@@ -23,7 +23,8 @@ EXPORTS = {
     "reindex": "indexfolder",
 }
 
-__all__ = list(EXPORTS)
+# Resolved lazily by __getattr__, so pylint cannot see them defined
+__all__ = [*EXPORTS]  # pylint: disable=E0603
 
 
 def __getattr__(name):

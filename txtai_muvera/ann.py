@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["IndexFileError", "Muvera", "ReadWriteLock"]
 
 
-class Muvera(ANN):
+# txtai's ANN interface and the documented extras of this backend
+class Muvera(ANN):  # pylint: disable=R0904
     """
     txtai ANN backend for late interaction. Holds the FDE rows and every document's token matrix; a search finds
     the top candidates by FDE inner product (exact, or delegated to any txtai ANN backend) and re-ranks them with exact

@@ -8,12 +8,14 @@ from pluggy import HookimplMarker, HookspecMarker
 hookspec = HookspecMarker("txtai_muvera")
 hookimpl = HookimplMarker("txtai_muvera")
 
+# Hook specifications declare signatures only: register is unused in their bodies (W0613)
+
 # Every register callback takes a factory or its "module:qualname" path; a path is imported on first lookup, so that
 # listing plugins stays fast
 
 
 @hookspec
-def register_encoders(register):
+def register_encoders(register):  # pylint: disable=W0613
     """
     Registers late-interaction encoders.
 
@@ -26,7 +28,7 @@ def register_encoders(register):
 
 
 @hookspec
-def register_encodings(register):
+def register_encodings(register):  # pylint: disable=W0613
     """
     Registers fixed dimensional encodings.
 
@@ -39,7 +41,7 @@ def register_encodings(register):
 
 
 @hookspec
-def register_stores(register):
+def register_stores(register):  # pylint: disable=W0613
     """
     Registers token stores.
 

@@ -31,7 +31,7 @@ def interactive():
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def bar(desc, unit="docs", enabled=None, every=None):
+def progressbar(desc, unit="docs", enabled=None, every=None):
     """
     Creates the progress display of a long step.
 

@@ -85,6 +85,20 @@ def resolve(block):
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ValueError(f"unknown muvera setting '{key}'{hint}, valid settings: {valid}")
 
+    # Values of the index settings
+    checkvalues(settings)
+
+    return settings, {key: block[key] for key in accepted if key in block}
+
+
+def checkvalues(settings):
+    """
+    Checks the value of each index setting.
+
+    Args:
+        settings: index settings dict, defaults filled in
+    """
+
     # Check index settings
     candidates = settings["candidates"]
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 0:
@@ -111,8 +125,6 @@ def resolve(block):
         raise ValueError(f"muvera progress must be true, false or null, got {settings['progress']!r}")
     checksearch(settings["search"])
 
-    return settings, {key: block[key] for key in accepted if key in block}
-
 
 def checksearch(search):
     """
@@ -123,7 +135,10 @@ def checksearch(search):
         search: muvera.search value
     """
 
-    choices = f"'exact', a preset {list(PRESETS)}, one of txtai's ANN backends {list(BACKENDS)}, a dotted path to a txtai ANN class, or a dict with a backend key"
+    choices = (
+        f"'exact', a preset {list(PRESETS)}, one of txtai's ANN backends {list(BACKENDS)}, a dotted path to a txtai ANN class, "
+        "or a dict with a backend key"
+    )
     backend = search.get("backend") if isinstance(search, dict) else search
     if isinstance(search, dict) and backend == "exact":
         backend = None

@@ -19,6 +19,8 @@ class Similarity(Pipeline):
     txtai.pipeline.Similarity(path, lateencode=True): (query or list of queries, texts, limit) -> sorted [(index, score)].
     """
 
+    # kwargs: txtai.pipeline.Similarity options this pipeline accepts and does not need
+    # pylint: disable-next=W0613
     def __init__(self, path=None, gpu=True, batchsize=32, reduce="mean", encoder="colbert", precision="exact", **kwargs):
         """
         Creates a Similarity pipeline.

@@ -45,7 +45,7 @@ def enable():
         return
 
     # Fail loudly when txtai changed under us
-    major = int(TXTAI.split(".")[0])
+    major = int(TXTAI.split(".", maxsplit=1)[0])
     parameters = list(inspect.signature(Sparse.__init__).parameters)
     if major not in SUPPORTED or parameters[:3] != ["self", "config", "models"]:
         raise ImportError(
@@ -56,7 +56,8 @@ def enable():
     original = Sparse.__init__
 
     @functools.wraps(original)
-    def init(self, config=None, models=None, *args, **kwargs):
+    # Same defaults as Sparse.__init__(self, config=None, models=None)
+    def init(self, config=None, models=None, *args, **kwargs):  # pylint: disable=W1113
         if config is not None:
             configure(config)
         original(self, config, models, *args, **kwargs)

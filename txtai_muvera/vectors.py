@@ -52,7 +52,7 @@ class LateVectors(Vectors):
             self.encoding = plugins.lookup("encodings", self.settings["encoding"])(dimension=self.model.dimension, **self.params)
 
         # Progress display of a running index() call
-        self.bar = None
+        self.progressbar = None
 
         # Sparse scoring reads this flag: scores are MaxSim scores already, txtai must not rescale them
         self.isnormalize = True
@@ -74,7 +74,7 @@ class LateVectors(Vectors):
         self.checkmodel()
 
         # Check each document as it streams; progress counts documents once they are encoded
-        with progress.bar("Encoding", "docs", self.settings["progress"]) as self.bar:
+        with progress.progressbar("Encoding", "docs", self.settings["progress"]) as self.progressbar:
 
             def stream():
                 for document in documents:
@@ -84,7 +84,7 @@ class LateVectors(Vectors):
             try:
                 return super().index(stream(), batchsize, checkpoint)
             finally:
-                self.bar = None
+                self.progressbar = None
 
     def checkdocument(self, document):
         """
@@ -164,7 +164,7 @@ class LateVectors(Vectors):
         self.checkmodel()
 
         # Encode texts, keep pre-encoded token matrices
-        matrices = tokenmatrices(self.model, data, category, dtype=self.settings["dtype"], progress=self.bar if category == "data" else None)
+        matrices = tokenmatrices(self.model, data, category, dtype=self.settings["dtype"], progress=self.progressbar if category == "data" else None)
 
         # Empty or blank documents hold one zero token vector: stored and counted, scored 0, so never returned by search
         # (PyLate would encode their marker tokens, which match every query)
@@ -184,8 +184,8 @@ class LateVectors(Vectors):
             fdes = self.encoding(tokens, offsets, category)
 
         # Pre-encoded token matrices count once their FDE rows exist (texts counted as they were encoded)
-        if self.bar is not None and category == "data":
-            self.bar.update(sum(not isinstance(x, str) for x in data))
+        if self.progressbar is not None and category == "data":
+            self.progressbar.update(sum(not isinstance(x, str) for x in data))
 
         return LateArray(fdes, tokens=tokens, offsets=offsets, fingerprint=self.fingerprint(), encoding=self.encoding.config())
 

@@ -57,7 +57,8 @@ class Tune:
     Without queries, spans of documents left out of the searched corpus serve as queries (see spans).
     """
 
-    def __init__(
+    # Parameters are the documented settings of the command
+    def __init__(  # pylint: disable=R0913
         self,
         model,
         corpus,
@@ -722,7 +723,8 @@ def table(results):
     )
     for point in results["frontier"]:
         lines.append(
-            f"| {point['depth']} | {describe(point['params'], point['dimensions'])} | {point['bytes']:,} | {point['recall']:.3f} | {point['work'] / 1e6:.0f} |"
+            f"| {point['depth']} | {describe(point['params'], point['dimensions'])} | {point['bytes']:,} | {point['recall']:.3f} "
+            f"| {point['work'] / 1e6:.0f} |"
         )
 
     # Recommendation

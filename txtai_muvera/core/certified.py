@@ -180,6 +180,8 @@ class Screen:
                 for first in range(0, len(group), step):
                     docs = self.order[group[first : first + step]]
                     row = self.rowstarts[docs[0]]
+                    # torch._int_mm: int8 matmul with int32 sums, no public API has one
+                    # pylint: disable-next=W0212
                     products = torch._int_mm(self.codes[row : row + width * len(docs)], qcodes.T)
                     best[docs] = products.view(len(docs), width, len(qcodes)).amax(dim=1).numpy()
 
@@ -295,6 +297,8 @@ def screening():
 
         # Thread CPU time, best of interleaved runs: waiting on a busy machine does not count
         timings = {"int8": [], "float32": []}
+        # torch._int_mm, as in Screen
+        # pylint: disable-next=W0212
         functions = {"int8": lambda: torch._int_mm(codes, qcodes.T), "float32": lambda: torch.mm(documents, queries.T)}
         for _ in range(7):
             for name, function in functions.items():

@@ -144,17 +144,17 @@ class LateEncoder:
 
         results = [None] * len(texts)
         owned = not hasattr(progress, "update")
-        bar = tqdm(total=len(texts), desc=f"Encoding {category}", disable=not progress) if owned else progress
+        progressbar = tqdm(total=len(texts), desc=f"Encoding {category}", disable=not progress) if owned else progress
         with torch.inference_mode():
             for start in range(0, len(texts), batchsize):
                 indices = order[start : start + batchsize]
                 for x, matrix in zip(indices, self.batch([texts[x] for x in indices], query)):
                     results[x] = matrix
 
-                bar.update(len(indices))
+                progressbar.update(len(indices))
 
         if owned:
-            bar.close()
+            progressbar.close()
 
         return results
 

@@ -27,7 +27,8 @@ def haar(generator, rows, columns):
     return q * np.sign(np.diag(r))
 
 
-class FDE:
+# Documented settings and the tables derived from them
+class FDE:  # pylint: disable=R0902
     """
     MUVERA Fixed Dimensional Encoding (arXiv 2405.19504), following the Google reference implementation
     (github.com/google/graph-mining, sketching/point_cloud/fixed_dimensional_encoding.cc).

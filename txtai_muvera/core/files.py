@@ -259,6 +259,8 @@ def checkdescription(filename, expected, error, metadata):
     """
 
     # Integer size and block length, one checksum string per block
+    # type() is int: true and false are ints to isinstance and must fail
+    # pylint: disable-next=C0123
     valid = isinstance(expected, dict) and all(type(expected.get(key)) is int for key in ("bytes", "block"))
     valid = valid and expected["bytes"] >= 0 and expected["block"] > 0 and isinstance(expected.get("crc32"), list)
     valid = valid and len(expected["crc32"]) == -(-expected["bytes"] // expected["block"])
@@ -287,6 +289,7 @@ def checksize(filename, expected, root, error=IndexFileError, metadata="metadata
 
     if not legacy:
         checkdescription(filename, expected, error, metadata)
+    # pylint: disable-next=C0123
     elif not isinstance(expected, dict) or type(expected.get("bytes")) is not int or expected["bytes"] < 0:
         raise error(f"{filename}: not described in {metadata}")
     size = filesize(filename, root, error)

@@ -5,6 +5,8 @@ Inputs module
 import numpy as np
 
 # Largest finite value of each stored token dtype: a value past it would be stored as inf
+# finfo.max exists: pylint false positive
+# pylint: disable-next=E1101
 LIMITS = {"float32": float(np.finfo(np.float32).max), "float16": float(np.finfo(np.float16).max), "int8": float(np.finfo(np.float32).max)}
 
 

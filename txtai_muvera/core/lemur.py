@@ -49,6 +49,16 @@ class RandomFeatures(torch.nn.Module):
         self.scale = math.sqrt(2.0 / outputdim)
 
     def forward(self, tokens):
+        """
+        Maps token vectors to random features.
+
+        Args:
+            tokens: (tokens x inputdim) tensor
+
+        Returns:
+            (tokens x outputdim) tensor
+        """
+
         return self.scale * self.activation(tokens @ self.weight)
 
 
@@ -92,6 +102,16 @@ class FeatureNetwork(torch.nn.Module):
         return self.featureextractor(tokens)
 
     def forward(self, tokens):
+        """
+        Predicts standardized MaxSim scores of tokens against the target documents (training only).
+
+        Args:
+            tokens: (tokens x inputdim) tensor
+
+        Returns:
+            (tokens x outputdim) tensor
+        """
+
         return self.outputlayer(self.features(tokens))
 
 
@@ -254,7 +274,8 @@ class LemurModel:
         dimension = config["inputdim"]
         if sample.dim() != 2 or sample.shape[1] != dimension or not sample.shape[0]:
             raise ArtifactError(f"{weights}: lemur.sample has shape {tuple(sample.shape)}, expected (tokens x {dimension})")
-        if mean.numel() != 1 or std.numel() != 1 or not float(std.reshape(-1)[0]) > 0:
+        # Negated so that a NaN std fails too (NaN <= 0 is False)
+        if mean.numel() != 1 or std.numel() != 1 or not float(std.reshape(-1)[0]) > 0:  # pylint: disable=C0117
             raise ArtifactError(f"{weights}: lemur.mean and lemur.std must be single values with std > 0")
         if center is not None and tuple(center.shape) != (dimension,):
             raise ArtifactError(f"{weights}: lemur.center has shape {tuple(center.shape)}, expected ({dimension},)")
@@ -486,8 +507,8 @@ class Lemur:
             training statistics
         """
 
-        # Imported on use: training code is not needed to search
-        from .lemurfit import fit
+        # Imported on use: training code is not needed to search, and lemurfit imports this module
+        from .lemurfit import fit  # pylint: disable=C0415,R0401
 
         names = ("epochs", "patience", "targets", "learn", "sample", "hidden", "layers", "activation", "validation", "center", "seed")
         self.model, self.statistics = fit(

@@ -21,7 +21,8 @@ BUDGET = 1 << 25
 
 
 # pylint: disable=R0913,R0914,R0917
-def fit(
+# The training loop reads top to bottom, one step after another
+def fit(  # pylint: disable=R0915
     tokens,
     offsets,
     dimensions=2048,
@@ -231,7 +232,7 @@ def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, 
     device = inputs.device.type
     best, state, chosen, stale, run = float("inf"), None, 0, 0, 0
 
-    with tqdm(total=epochs, desc="LEMUR training", unit="epoch", disable=None if progress is None else not progress) as bar:
+    with tqdm(total=epochs, desc="LEMUR training", unit="epoch", disable=None if progress is None else not progress) as progressbar:
         for epoch in range(epochs):
             network.train()
             order = torch.randperm(len(inputs), generator=generator).to(inputs.device)
@@ -261,8 +262,8 @@ def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, 
                     )
 
             run = epoch + 1
-            bar.update(1)
-            bar.set_postfix({"held-out loss" if len(vinputs) else "loss": f"{metric:.4f}"})
+            progressbar.update(1)
+            progressbar.set_postfix({"held-out loss" if len(vinputs) else "loss": f"{metric:.4f}"})
             if metric < best:
                 best, chosen, stale = metric, epoch + 1, 0
                 state = {name: value.detach().clone() for name, value in network.state_dict().items()}

@@ -97,6 +97,8 @@ def encodingrows(rows, dtype):
 
     # float16 holds magnitudes up to 65504
     largest = float(np.abs(rows).max()) if rows.size else 0.0
+    # finfo.max exists: pylint false positive
+    # pylint: disable-next=E1101
     if largest > float(np.finfo(np.float16).max):
         raise ValueError(f"candidate vectors hold values up to {largest:g}, beyond float16's range: set muvera: {{encodingdtype: float32}}")
 

@@ -493,7 +493,10 @@ class TokenStore:
         deleted = TokenStore._small(path, config, "deleted.npy", np.bool_, (rows,))
 
         # Large arrays: size and header checks, then map; a store read into memory is verified whole
+        # store is the TokenStore this loader builds, its private state is set here
+        # pylint: disable-next=W0212
         store._config = config
+        # pylint: disable-next=W0212
         store._base, store._basescales = store._map(path, config, verify if mmap else "load", mmap)
         store._offsets, store._deleted, store._rows = offsets, deleted, rows
         store.path, store.mmap = (path, True) if mmap else (None, False)
