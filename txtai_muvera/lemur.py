@@ -106,7 +106,7 @@ class LemurModel:
     """
 
     # pylint: disable=R0913,R0917
-    def __init__(self, config, network, mean, std, sample, center=None):
+    def __init__(self, config, network, mean, std, sample, center=None, ridge=0.0):
         """
         Creates a fitted encoder.
 
@@ -117,6 +117,7 @@ class LemurModel:
             std: standard deviation of MaxSim targets
             sample: (sample x inputdim) float32 learn-token tensor
             center: optional (inputdim) float32 token mean
+            ridge: ridge penalty of the document least squares, relative to the mean eigenvalue, 0 is txtai's pseudo-inverse
         """
 
         self.config, self.network = config, network.eval()
@@ -125,8 +126,8 @@ class LemurModel:
         self.center = center.float() if center is not None else None
         self.dimension, self.dimensions = int(config["inputdim"]), int(config["finalhiddendim"])
 
-        # Pseudo-inverse of the sample features, computed on first document
-        self.pinv = None
+        # (Regularized) pseudo-inverse of the sample features, computed on first document
+        self.ridge, self.pinv = float(ridge), None
 
     def prepare(self, tokens):
         """
@@ -181,7 +182,7 @@ class LemurModel:
         """
 
         if self.pinv is None:
-            self.pinv = pseudoinverse(self.network.features(self.sample).float())
+            self.pinv = pseudoinverse(self.network.features(self.sample).float(), self.ridge)
 
         tokens = self.prepare(tokens)
         rows = torch.zeros((len(offsets) - 1, self.dimensions), dtype=torch.float32)
@@ -315,16 +316,24 @@ def readconfig(path):
     return config
 
 
-def pseudoinverse(features):
+def pseudoinverse(features, ridge=0.0):
     """
-    Moore-Penrose pseudo-inverse with txtai's cutoff of small singular values.
+    Moore-Penrose pseudo-inverse with txtai's cutoff of small singular values, or with a ridge penalty.
 
     Args:
         features: (sample x dimensions) float32 tensor
+        ridge: penalty relative to the mean eigenvalue of features.T @ features, 0 for the plain pseudo-inverse
 
     Returns:
         (dimensions x sample) tensor
     """
+
+    # Ridge: (F'F + ridge * mean eigenvalue * I)^-1 F', in float64 for a well-conditioned solve
+    if ridge:
+        features = features.double()
+        gram = features.T @ features
+        gram.diagonal().add_(ridge * gram.diagonal().mean())
+        return torch.linalg.solve(gram, features.T).float()
 
     left, values, right = torch.linalg.svd(features, full_matrices=False)
     tolerance = torch.finfo(values.dtype).eps * max(features.shape) * values.max()
@@ -364,6 +373,10 @@ class Lemur:
         layers=1,
         activation="gelu",
         validation=0.1,
+        batch=1024,
+        lr=3e-3,
+        schedule="constant",
+        ridge=0.0,
         center=True,
         precision="auto",
         minimum=100,
@@ -386,6 +399,10 @@ class Lemur:
             layers: network layers
             activation: feature activation (relu, gelu, silu, mish)
             validation: fraction of learn tokens held out for early stopping
+            batch: training batch size
+            lr: Adam learning rate
+            schedule: learning rate schedule, "constant" or "cosine"
+            ridge: ridge penalty of the document least squares (relative), 0 is txtai's pseudo-inverse
             center: center tokens on the collection mean
             precision: training precision, "auto" uses bfloat16 where it is faster
             minimum: fewest documents to train on, smaller collections fall back to MUVERA
@@ -395,6 +412,8 @@ class Lemur:
         for name, value, least in (("dimensions", dimensions, 1), ("minimum", minimum, 2), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise ValueError(f"lemur {name} must be an integer >= {least}, got {value!r}")
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
+            raise ValueError(f"lemur ridge must be a number >= 0, got {ridge!r}")
         if not (train is None or isinstance(train, bool)):
             raise ValueError(f"lemur train must be true, false or null, got {train!r}")
 
@@ -411,6 +430,10 @@ class Lemur:
             "layers": layers,
             "activation": activation,
             "validation": validation,
+            "batch": batch,
+            "lr": lr,
+            "schedule": schedule,
+            "ridge": float(ridge),
             "center": bool(center),
             "precision": precision,
             "minimum": int(minimum),
@@ -489,10 +512,27 @@ class Lemur:
         # Imported on use: training code is not needed to search
         from .lemurfit import fit
 
-        names = ("epochs", "patience", "targets", "learn", "sample", "hidden", "layers", "activation", "validation", "center", "precision", "seed")
+        names = (
+            "epochs",
+            "patience",
+            "targets",
+            "learn",
+            "sample",
+            "hidden",
+            "layers",
+            "activation",
+            "validation",
+            "batch",
+            "lr",
+            "schedule",
+            "center",
+            "precision",
+            "seed",
+        )
         self.model, self.statistics = fit(
             flat, offsets, self.params["dimensions"], device=device, progress=progress, **{k: self.params[k] for k in names}
         )
+        self.model.ridge = self.params["ridge"]
         return self.statistics
 
     def attach(self, path):
@@ -508,6 +548,7 @@ class Lemur:
             if model.dimension != self.dimension:
                 raise ArtifactError(f"{path}: LEMUR artifact takes {model.dimension}-d token vectors, the encoder makes {self.dimension}-d")
             self.model, self.path = model, path
+            self.model.ridge = self.params["ridge"]
             self.params["dimensions"] = model.dimensions
 
     def trainable(self, documents):
