@@ -165,8 +165,12 @@ def indexed(encoding, drows, qrows, dtokens, doffsets, qtokens, qoffsets, runs):
         ann.search(query, CUTOFF)
         latencies.append(time.perf_counter() - start)
 
-    p = percentiles(latencies)
-    return {"index bytes/doc": total / (len(doffsets) - 1), "latency p50 ms": p["p50_ms"], "latency p95 ms": p["p95_ms"]}
+    result = {"index bytes/doc": total / (len(doffsets) - 1)}
+    if latencies:
+        p = percentiles(latencies)
+        result.update({"latency p50 ms": p["p50_ms"], "latency p95 ms": p["p95_ms"]})
+
+    return result
 
 
 def txtai(dtokens, doffsets, qtokens, qoffsets, epochs, **kwargs):

@@ -13,6 +13,7 @@ from txtai.pipeline.train.lemur import LemurTrainer
 
 from txtai_muvera.core.lemur import ArtifactError, Lemur, LemurModel
 from txtai_muvera.core.lemurfit import fit
+from txtai_muvera.core.maxsim import segmax
 from txtai_muvera.core.ragged import pack
 
 
@@ -130,3 +131,41 @@ def test_precision_choice():
         model, statistics = fit(flat, offsets, dimensions=16, epochs=2, precision=precision, progress=False)
         assert statistics["precision"] == precision
         assert torch.isfinite(model.queries(flat, offsets)).all()
+
+
+def test_ridge_documents():
+    # Ridge 0 is txtai's pseudo-inverse; a ridge solves the penalized normal equations and shrinks the weights
+    matrices = collection()
+    flat, offsets = pack(matrices)
+    model, statistics = fit(flat, offsets, dimensions=16, epochs=4, patience=0, progress=False)
+    assert len(statistics["history"]) == 4
+    plain = encode(model, matrices, "data")
+
+    model.ridge, model.pinv = 0.1, None
+    ridged = encode(model, matrices, "data")
+    # Rows solve (F'F + ridge * mean eigenvalue * I) w = F't for the standardized sample targets t
+    with torch.inference_mode():
+        features = model.network.features(model.sample).double()
+        targets = (segmax(model.sample, model.prepare(flat), offsets).double() - model.mean) / model.std
+    gram = features.T @ features
+    gram += 0.1 * gram.diagonal().mean() * torch.eye(16, dtype=torch.float64)
+    expected = torch.linalg.solve(gram, features.T @ targets).T.numpy()
+    np.testing.assert_allclose(ridged, expected, rtol=1e-3, atol=1e-3)
+    assert not np.allclose(plain, ridged, atol=1e-3)
+    assert np.linalg.norm(ridged) < np.linalg.norm(plain)
+
+
+def test_training_settings_checked():
+    matrices = collection()
+    flat, offsets = pack(matrices)
+    with pytest.raises(ValueError, match="schedule"):
+        fit(flat, offsets, epochs=1, schedule="linear", progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        fit(flat, offsets, epochs=1, lr=0, progress=False)
+    with pytest.raises(ValueError, match="ridge"):
+        Lemur(16, ridge=-1)
+
+    # Constant and cosine schedules both train
+    for schedule in ("constant", "cosine"):
+        _, statistics = fit(flat, offsets, dimensions=16, epochs=3, patience=0, schedule=schedule, progress=False)
+        assert statistics["epochs"] == 3 and np.isfinite(statistics["loss"])

@@ -126,7 +126,7 @@ class LemurModel:
     """
 
     # pylint: disable=R0913,R0917
-    def __init__(self, config, network, mean, std, sample, center=None):
+    def __init__(self, config, network, mean, std, sample, center=None, ridge=0.0):
         """
         Creates a fitted encoder.
 
@@ -137,6 +137,7 @@ class LemurModel:
             std: standard deviation of MaxSim targets
             sample: (sample x inputdim) float32 learn-token tensor
             center: optional (inputdim) float32 token mean
+            ridge: ridge penalty of the document least squares, relative to the mean eigenvalue, 0 is txtai's pseudo-inverse
         """
 
         self.config, self.network = config, network.eval()
@@ -145,8 +146,8 @@ class LemurModel:
         self.center = center.float() if center is not None else None
         self.dimension, self.dimensions = int(config["inputdim"]), int(config["finalhiddendim"])
 
-        # Pseudo-inverse of the sample features, computed on first document
-        self.pinv = None
+        # (Regularized) pseudo-inverse of the sample features, computed on first document
+        self.ridge, self.pinv = float(ridge), None
 
     def prepare(self, tokens):
         """
@@ -201,7 +202,7 @@ class LemurModel:
         """
 
         if self.pinv is None:
-            self.pinv = pseudoinverse(self.network.features(self.sample).float())
+            self.pinv = pseudoinverse(self.network.features(self.sample).float(), self.ridge)
 
         tokens = self.prepare(tokens)
         rows = torch.zeros((len(offsets) - 1, self.dimensions), dtype=torch.float32)
@@ -336,16 +337,24 @@ def readconfig(path):
     return config
 
 
-def pseudoinverse(features):
+def pseudoinverse(features, ridge=0.0):
     """
-    Moore-Penrose pseudo-inverse with txtai's cutoff of small singular values.
+    Moore-Penrose pseudo-inverse with txtai's cutoff of small singular values, or with a ridge penalty.
 
     Args:
         features: (sample x dimensions) float32 tensor
+        ridge: penalty relative to the mean eigenvalue of features.T @ features, 0 for the plain pseudo-inverse
 
     Returns:
         (dimensions x sample) tensor
     """
+
+    # Ridge: (F'F + ridge * mean eigenvalue * I)^-1 F', in float64 for a well-conditioned solve
+    if ridge:
+        features = features.double()
+        gram = features.T @ features
+        gram.diagonal().add_(ridge * gram.diagonal().mean())
+        return torch.linalg.solve(gram, features.T).float()
 
     left, values, right = torch.linalg.svd(features, full_matrices=False)
     tolerance = torch.finfo(values.dtype).eps * max(features.shape) * values.max()
@@ -376,15 +385,19 @@ class Lemur:
         dimensions=2048,
         path=None,
         train=None,
-        epochs=40,
+        epochs=30,
         patience=4,
-        targets=2048,
-        learn=40000,
-        sample=8192,
+        targets=1024,
+        learn=60000,
+        sample=16384,
         hidden=512,
         layers=1,
         activation="gelu",
         validation=0.1,
+        batch=1024,
+        lr=3e-3,
+        schedule="cosine",
+        ridge=0.01,
         center=True,
         trainprecision="auto",
         minimum=100,
@@ -407,6 +420,10 @@ class Lemur:
             layers: network layers
             activation: feature activation (relu, gelu, silu, mish)
             validation: fraction of learn tokens held out for early stopping
+            batch: training batch size
+            lr: Adam learning rate
+            schedule: learning rate schedule, "constant" or "cosine"
+            ridge: ridge penalty of the document least squares (relative), 0 is txtai's pseudo-inverse
             center: center tokens on the collection mean
             trainprecision: training precision, "auto" uses bfloat16 where it is faster (the index setting precision is re-ranking's)
             minimum: fewest documents to train on, smaller collections fall back to MUVERA
@@ -416,6 +433,8 @@ class Lemur:
         for name, value, least in (("dimensions", dimensions, 1), ("minimum", minimum, 2), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise ValueError(f"lemur {name} must be an integer >= {least}, got {value!r}")
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
+            raise ValueError(f"lemur ridge must be a number >= 0, got {ridge!r}")
         if not (train is None or isinstance(train, bool)):
             raise ValueError(f"lemur train must be true, false or null, got {train!r}")
 
@@ -432,6 +451,10 @@ class Lemur:
             "layers": layers,
             "activation": activation,
             "validation": validation,
+            "batch": batch,
+            "lr": lr,
+            "schedule": schedule,
+            "ridge": float(ridge),
             "center": bool(center),
             "trainprecision": trainprecision,
             "minimum": int(minimum),
@@ -510,7 +533,22 @@ class Lemur:
         # Imported on use: training code is not needed to search, and lemurfit imports this module
         from .lemurfit import fit  # pylint: disable=C0415,R0401
 
-        names = ("epochs", "patience", "targets", "learn", "sample", "hidden", "layers", "activation", "validation", "center", "seed")
+        names = (
+            "epochs",
+            "patience",
+            "targets",
+            "learn",
+            "sample",
+            "hidden",
+            "layers",
+            "activation",
+            "validation",
+            "batch",
+            "lr",
+            "schedule",
+            "center",
+            "seed",
+        )
         self.model, self.statistics = fit(
             flat,
             offsets,
@@ -520,6 +558,7 @@ class Lemur:
             precision=self.params["trainprecision"],
             **{k: self.params[k] for k in names},
         )
+        self.model.ridge = self.params["ridge"]
         return self.statistics
 
     def attach(self, path):
@@ -535,6 +574,7 @@ class Lemur:
             if model.dimension != self.dimension:
                 raise ArtifactError(f"{path}: LEMUR artifact takes {model.dimension}-d token vectors, the encoder makes {self.dimension}-d")
             self.model, self.path = model, path
+            self.model.ridge = self.params["ridge"]
             self.params["dimensions"] = model.dimensions
 
     def trainable(self, documents):

@@ -4,6 +4,7 @@ LEMUR fit module
 
 import functools
 import logging
+import math
 import time
 
 import numpy as np
@@ -29,14 +30,15 @@ def fit(  # pylint: disable=R0915
     hidden=512,
     layers=1,
     activation="gelu",
-    epochs=40,
+    epochs=30,
     patience=4,
-    targets=2048,
-    learn=40000,
-    sample=8192,
+    targets=1024,
+    learn=60000,
+    sample=16384,
     validation=0.1,
     batch=1024,
     lr=3e-3,
+    schedule="cosine",
     clip=0.5,
     queryscale=32,
     center=True,
@@ -67,6 +69,7 @@ def fit(  # pylint: disable=R0915
         validation: fraction of learn tokens held out for early stopping
         batch: training batch size
         lr: Adam learning rate
+        schedule: learning rate schedule, "constant" or "cosine" (decays to zero over epochs)
         clip: gradient norm clipping, 0 disables
         queryscale: query feature sum scale
         center: center tokens on the collection mean (stored with the model)
@@ -88,6 +91,10 @@ def fit(  # pylint: disable=R0915
             raise ValueError(f"LEMUR {name} must be an integer >= 0, got {value!r}")
     if not 0 <= validation < 1:
         raise ValueError(f"LEMUR validation must be a fraction in [0, 1), got {validation!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"LEMUR lr must be a number > 0, got {lr!r}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"LEMUR schedule must be 'constant' or 'cosine', got {schedule!r}")
     if precision not in ("auto", "bfloat16", "float32"):
         raise ValueError(f"LEMUR precision must be 'auto', 'bfloat16' or 'float32', got {precision!r}")
 
@@ -154,7 +161,7 @@ def fit(  # pylint: disable=R0915
     if epochs:
         autocast = precision == "bfloat16" or (precision == "auto" and bfloat16(device.type))
         result = train(
-            network, inputs[held:], scores[held:], inputs[:held], scores[:held], epochs, patience, batch, lr, clip, autocast, progress, seed
+            network, inputs[held:], scores[held:], inputs[:held], scores[:held], epochs, patience, batch, lr, schedule, clip, autocast, progress, seed
         )
         statistics.update(result, precision="bfloat16" if autocast else "float32")
         config["training"] = {
@@ -203,7 +210,7 @@ def maxima(inputs, dtokens, doffsets):
 
 
 # pylint: disable=R0913,R0914,R0917
-def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, lr, clip, autocast, progress, seed):
+def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, lr, schedule, clip, autocast, progress, seed):
     """
     Trains the feature network and readout with Adam on mean squared error, keeping the weights of the best epoch.
 
@@ -217,20 +224,26 @@ def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, 
         patience: epochs without improvement before stopping, 0 never stops early
         batch: batch size
         lr: learning rate
+        schedule: "constant" or "cosine"
         clip: gradient norm clipping, 0 disables
         autocast: run products in bfloat16
         progress: progress bar setting
         seed: random seed
 
     Returns:
-        dict with epoch (selected), loss (selected), epochs (run), train (seconds)
+        dict with epoch (selected), loss (selected), epochs (run), train (seconds), history (loss per epoch)
     """
 
     start = time.perf_counter()
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
+
+    # Cosine decay to zero over all steps of all epochs
+    steps = epochs * -(-len(inputs) // batch)
+    decay = (lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))) if schedule == "cosine" else (lambda step: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     generator = torch.Generator().manual_seed(seed)
     device = inputs.device.type
-    best, state, chosen, stale, run = float("inf"), None, 0, 0, 0
+    best, state, chosen, stale, run, history = float("inf"), None, 0, 0, 0, []
 
     with tqdm(total=epochs, desc="LEMUR training", unit="epoch", disable=None if progress is None else not progress) as progressbar:
         for epoch in range(epochs):
@@ -246,6 +259,7 @@ def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, 
                 if clip:
                     torch.nn.utils.clip_grad_norm_(network.parameters(), clip)
                 optimizer.step()
+                scheduler.step()
                 total, count = total + loss.item(), count + 1
 
             # Held-out loss (training loss without a held-out split) selects the epoch
@@ -262,6 +276,7 @@ def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, 
                     )
 
             run = epoch + 1
+            history.append(round(metric, 5))
             progressbar.update(1)
             progressbar.set_postfix({"held-out loss" if len(vinputs) else "loss": f"{metric:.4f}"})
             if metric < best:
@@ -274,7 +289,7 @@ def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, 
 
     network.load_state_dict(state)
     network.eval()
-    return {"epoch": chosen, "loss": best, "epochs": run, "train": time.perf_counter() - start}
+    return {"epoch": chosen, "loss": best, "epochs": run, "train": time.perf_counter() - start, "history": history}
 
 
 @functools.lru_cache(maxsize=None)
