@@ -433,6 +433,8 @@ class Lemur:
         for name, value, least in (("dimensions", dimensions, 1), ("minimum", minimum, 2), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise ValueError(f"lemur {name} must be an integer >= {least}, got {value!r}")
+        # "not ridge >= 0" also refuses NaN, which "ridge < 0" would let through
+        # pylint: disable-next=C0117
         if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
             raise ValueError(f"lemur ridge must be a number >= 0, got {ridge!r}")
         if not (train is None or isinstance(train, bool)):

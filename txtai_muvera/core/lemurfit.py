@@ -91,6 +91,8 @@ def fit(  # pylint: disable=R0915
             raise ValueError(f"LEMUR {name} must be an integer >= 0, got {value!r}")
     if not 0 <= validation < 1:
         raise ValueError(f"LEMUR validation must be a fraction in [0, 1), got {validation!r}")
+    # "not lr > 0" also refuses NaN, which "lr <= 0" would let through
+    # pylint: disable-next=C0117
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"LEMUR lr must be a number > 0, got {lr!r}")
     if schedule not in ("constant", "cosine"):
