@@ -2,10 +2,13 @@
 Shared test helpers: a small corpus, config builders, brute-force MaxSim and a local generator.
 """
 
+import json
 import socket
 
 import numpy as np
 import torch
+
+from txtai_muvera.core.files import SEAL, writejson
 
 # Tolerance of search scores against a fresh MaxSim of freshly encoded texts: float32 rounding where encoders run float32
 # (CPU, MPS); encoders run float16 on CUDA, where token vectors move with batch composition (about 1e-4 seen)
@@ -76,3 +79,15 @@ def tokens(generator, lengths, dimension):
         matrix = generator.standard_normal((length, dimension)).astype(np.float32)
         matrices.append(matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12))
     return matrices
+
+
+def reseal(name, change):
+    """
+    Changes a sealed metadata file and seals it again, as a forger would (or as an earlier build wrote it).
+    """
+
+    with open(name, encoding="utf-8") as handle:
+        metadata = json.load(handle)
+    metadata.pop(SEAL)
+    change(metadata)
+    writejson(name, metadata)

@@ -12,9 +12,8 @@ import torch
 
 from txtai.embeddings import Embeddings
 
-from helpers import TEXTS, late
+from helpers import TEXTS, late, reseal
 from txtai_muvera.delegate import PRESETS, delegateconfig, pqsize
-from txtai_muvera.core.files import SEAL, writejson
 from txtai_muvera.core.scan import Scan, encodingrows
 from txtai_muvera.errors import ConfigurationError
 
@@ -84,18 +83,13 @@ def test_float32_index_loads(pylate_model, tmp_path):
     expected = ranking(old)
     old.save(str(tmp_path / "old"))
 
-    for name in ("embeddings/muvera.json", "config.json"):
-        with open(tmp_path / "old" / name, encoding="utf-8") as f:
-            fields = json.load(f)
-        fields.pop("encodingdtype", None)
-        fields.get("muvera", {}).pop("encodingdtype", None)
-        if name == "config.json":
-            with open(tmp_path / "old" / name, "w", encoding="utf-8") as f:
-                json.dump(fields, f, indent=2)
-        else:
-            # muvera.json is sealed: sealed again as the earlier build wrote it
-            fields.pop(SEAL, None)
-            writejson(str(tmp_path / "old" / name), fields)
+    # muvera.json is sealed: sealed again without the key, as the earlier build wrote it
+    reseal(str(tmp_path / "old" / "embeddings" / "muvera.json"), lambda metadata: metadata.pop("encodingdtype", None))
+    with open(tmp_path / "old" / "config.json", encoding="utf-8") as f:
+        config = json.load(f)
+    config["muvera"].pop("encodingdtype", None)
+    with open(tmp_path / "old" / "config.json", "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
 
     # Its float32 rows load memory mapped and search as before
     loaded = Embeddings().load(str(tmp_path / "old"))

@@ -9,15 +9,14 @@ import shutil
 import sqlite3
 import threading
 
-import numpy as np
 import pytest
 
 from txtai import Embeddings
 
 from txtai_muvera.ann import IndexFileError
-from txtai_muvera.core.files import describe, readbytes, writejson
+from txtai_muvera.core.files import describe, readbytes
 
-from helpers import TEXTS, late
+from helpers import TEXTS, late, reseal
 
 # Queries whose answers are compared
 QUERIES = ["virus cases", "stock market", "bear attack"]
@@ -64,18 +63,6 @@ def flip(filename, position=-3):
         byte = handle.read(1)
         handle.seek(-1, 1)
         handle.write(bytes([byte[0] ^ 0x01]))
-
-
-def reseal(name, change):
-    """
-    Changes a sealed metadata file and seals it again, as a forger would.
-    """
-
-    with open(name, encoding="utf-8") as handle:
-        metadata = json.load(handle)
-    metadata.pop("checksum")
-    change(metadata)
-    writejson(name, metadata)
 
 
 def load(path, **muvera):

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from txtai import Embeddings
 
 from txtai_muvera.ann import IndexFileError, Muvera
-from txtai_muvera.core.files import writejson
+
 from txtai_muvera.core.store import StoreError, TokenStore
 
-from helpers import TEXTS, late
+from helpers import TEXTS, late, reseal
 
 # Errors a loader may raise for a bad folder
 ERRORS = (IndexFileError, StoreError)
@@ -63,18 +63,6 @@ def loadann(path, config):
     ann = Muvera({**config, "muvera": dict(config["muvera"])})
     ann.load(os.path.join(path, "embeddings"))
     return ann
-
-
-def reseal(name, change):
-    """
-    Changes a sealed metadata file and seals it again, as a forger would.
-    """
-
-    with open(name, encoding="utf-8") as handle:
-        metadata = json.load(handle)
-    metadata.pop("checksum")
-    change(metadata)
-    writejson(name, metadata)
 
 
 def nopickle(*args, **kwargs):
