@@ -14,6 +14,7 @@ from txtai.embeddings import Embeddings
 
 from helpers import TEXTS, late, reseal
 from txtai_muvera.delegate import PRESETS, delegateconfig, pqsize
+from txtai_muvera.core import scan
 from txtai_muvera.core.scan import Scan, encodingrows
 from txtai_muvera.errors import ConfigurationError
 
@@ -26,8 +27,10 @@ def ranking(embeddings, queries=("virus cases", "frog", "interest rates", "lotte
     return [[(r["id"], round(r["score"], 4)) for r in embeddings.search(query, 5)] for query in queries]
 
 
-def test_scan():
+def test_scan(monkeypatch):
     # Float16 rows score like float32 within float16 rounding of the rows only, over several blocks and a partial one
+    # (blocks of 64 rows at 64 dimensions)
+    monkeypatch.setattr(scan, "BLOCK", 64 * 64 * 4)
     generator = np.random.default_rng(3)
     rows = generator.standard_normal((300, 64)).astype(np.float32)
     queries = generator.standard_normal((5, 64)).astype(np.float32)

@@ -46,6 +46,27 @@ def test_index_trains_and_search_scores_exact(pylate_model, encoder, caplog):
     assert rows.model is not None and rows.fallback is None
 
 
+def test_learns_from_texts_encoded_as_queries(pylate_model, encoder):
+    # Texts: learn tokens are the documents encoded as queries, like txtai's LemurTrainer
+    embeddings = Embeddings(late(pylate_model, **SMALL))
+    embeddings.index(TEXTS)
+    statistics = embeddings.model.encoding.statistics
+    assert statistics["learncategory"] == "query"
+    assert statistics["learn"] == sum(len(x) for x in encoder.encode(TEXTS, "query"))
+    assert embeddings.model.encoding.querytokens is None and embeddings.model.learntexts is None
+
+    # learncategory data, or pre-encoded documents: the stored document tokens
+    documents = encoder.encode(TEXTS, "data")
+    for config, data in ((dict(SMALL, learncategory="data"), TEXTS), (SMALL, documents)):
+        embeddings = Embeddings(late(pylate_model, **config))
+        embeddings.index(data)
+        statistics = embeddings.model.encoding.statistics
+        assert statistics["learncategory"] == "data" and statistics["learn"] == sum(len(x) for x in documents)
+
+    with pytest.raises(ConfigurationError, match="learncategory"):
+        Embeddings(late(pylate_model, **dict(SMALL, learncategory="queries"))).index(TEXTS)
+
+
 def test_upsert_delete_save_load_archive(pylate_model, encoder, tmp_path):
     embeddings = Embeddings(late(pylate_model, **SMALL))
     embeddings.index([(x, text, None) for x, text in enumerate(TEXTS[:8])])

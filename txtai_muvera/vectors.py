@@ -3,6 +3,7 @@ Vectors module
 """
 
 import inspect
+import logging
 import os
 
 import numpy as np
@@ -15,9 +16,12 @@ from .array import LateArray
 from .core.inputs import check, matrices as tokenmatrices
 from .core.maxsim import maxsim
 from .core.ragged import pack
+from .core.reservoir import Reservoir
 from .errors import configuration
 from .indexfolder import guard
 from .settings import checkconfig, resolve
+
+logger = logging.getLogger(__name__)
 
 # txtai major versions whose Vectors methods LateVectors overrides (vectors re-implements txtai's bulk encoding loop)
 SUPPORTED = (9,)
@@ -58,7 +62,7 @@ class LateVectors(Vectors):
         self.isnormalize = True
 
         # Set while bulk encoding for a learned encoding: the backend encodes documents after training (see vectors)
-        self.deferred = False
+        self.deferred, self.learntexts = False, None
 
     def loadmodel(self, path):
         # Registered late-interaction encoder
@@ -123,10 +127,15 @@ class LateVectors(Vectors):
         # encoding spools placeholder rows: the backend trains on the stored tokens first, then encodes them
         learned = getattr(self.encoding, "learned", False)
         self.deferred = learned
+
+        # A sample of document texts, encoded as queries once all are read: the learned encoding's learn tokens
+        self.learntexts = Reservoir(getattr(self.encoding, "learntexts", lambda: 0)()) if learned else None
         try:
             ids, dimensions, batches, stream = self.index(documents, batchsize, checkpoint)
         finally:
             self.deferred = False
+        if learned:
+            self.learnqueries()
 
         embeddings = None
         if ids:
@@ -155,6 +164,19 @@ class LateVectors(Vectors):
 
         return (ids, dimensions, embeddings)
 
+    def learnqueries(self):
+        """
+        Encodes the sampled document texts as queries and hands their tokens to the learned encoding, which learns from
+        them (txtai's LemurTrainer does the same with learncategory="query"). Pre-encoded documents leave none.
+        """
+
+        texts, self.learntexts = (self.learntexts.items if self.learntexts else []), None
+        if texts:
+            logger.info("Encoding %d document texts as queries for the %s encoding's learn tokens", len(texts), self.settings["encoding"])
+            with progress.progressbar("Encoding learn queries", "texts", self.settings["progress"]) as progressbar:
+                matrices = self.model.encode(texts, category="query", batchsize=self.encodebatch, progress=progressbar)
+            self.encoding.querytokens = pack(matrices)[0]
+
     def batchtransform(self, documents, category=None):
         # Texts and pre-encoded token matrices both go through vectorize (the base class would stack arrays as vectors)
         return self.vectorize([self.prepare(data, category) for _, data, _ in documents], category)
@@ -173,6 +195,8 @@ class LateVectors(Vectors):
             matrices = [empty if isinstance(x, str) and not x.strip() else m for x, m in zip(data, matrices)]
 
         tokens, offsets = pack(matrices) if matrices else (np.zeros((0, self.model.dimension), np.float32), np.zeros(1, np.int64))
+        if category == "data" and self.learntexts is not None:
+            self.learntexts.add(x for x in data if isinstance(x, str) and x.strip())
 
         # Fixed dimensional encoding, unnormalised: L2 normalising FDE rows would distort MUVERA's inner products
         if getattr(self.encoding, "learned", False):

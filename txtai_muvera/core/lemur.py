@@ -29,6 +29,9 @@ ACTIVATIONS = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "silu": torch.nn.Si
 # Elements of each (sample tokens x document tokens) product chunk while encoding documents
 BUDGET = 1 << 25
 
+# Tokens of a ColBERT query (text plus [MASK] expansion), used to size the texts encoded as queries for learn tokens
+QUERYTOKENS = 32
+
 
 class ArtifactError(ValueError):
     """
@@ -400,6 +403,7 @@ class Lemur:
         ridge=0.01,
         center=True,
         trainprecision="auto",
+        learncategory="query",
         minimum=100,
         seed=42,
     ):
@@ -426,6 +430,8 @@ class Lemur:
             ridge: ridge penalty of the document least squares (relative), 0 is txtai's pseudo-inverse
             center: center tokens on the collection mean
             trainprecision: training precision, "auto" uses bfloat16 where it is faster (the index setting precision is re-ranking's)
+            learncategory: learn tokens from documents encoded as queries ("query", like txtai's LemurTrainer) or from their
+                stored tokens ("data"); "query" needs texts and falls back to "data" for pre-encoded documents
             minimum: fewest documents to train on, smaller collections fall back to MUVERA
             seed: random seed
         """
@@ -439,6 +445,8 @@ class Lemur:
             raise ValueError(f"lemur ridge must be a number >= 0, got {ridge!r}")
         if not (train is None or isinstance(train, bool)):
             raise ValueError(f"lemur train must be true, false or null, got {train!r}")
+        if learncategory not in ("query", "data"):
+            raise ValueError(f"lemur learncategory must be 'query' or 'data', got {learncategory!r}")
 
         self.dimension = int(dimension)
         self.path, self.train = path, (path is None) if train is None else train
@@ -459,12 +467,13 @@ class Lemur:
             "ridge": float(ridge),
             "center": bool(center),
             "trainprecision": trainprecision,
+            "learncategory": learncategory,
             "minimum": int(minimum),
             "seed": int(seed),
         }
 
-        # Fitted model and MUVERA fallback
-        self.model, self.fallback, self.statistics = None, None, None
+        # Fitted model and MUVERA fallback; learn tokens encoded as queries, handed over by the vectors model
+        self.model, self.fallback, self.statistics, self.querytokens = None, None, None, None
         self.attach(path)
 
     @property
@@ -520,7 +529,8 @@ class Lemur:
 
     def fit(self, flat, offsets, device=None, progress=None):
         """
-        Trains on a collection's token vectors.
+        Trains on a collection's token vectors. Learn tokens come from querytokens (documents encoded as queries) when
+        learncategory is "query" and they were handed over, else from the documents' tokens.
 
         Args:
             flat: flat token vectors
@@ -551,6 +561,7 @@ class Lemur:
             "center",
             "seed",
         )
+        querytokens = self.querytokens if self.params["learncategory"] == "query" else None
         self.model, self.statistics = fit(
             flat,
             offsets,
@@ -558,9 +569,11 @@ class Lemur:
             device=device,
             progress=progress,
             precision=self.params["trainprecision"],
+            querytokens=querytokens,
             **{k: self.params[k] for k in names},
         )
-        self.model.ridge = self.params["ridge"]
+        self.model.ridge, self.querytokens = self.params["ridge"], None
+        self.statistics["learncategory"] = "query" if querytokens is not None else "data"
         return self.statistics
 
     def attach(self, path):
@@ -578,6 +591,19 @@ class Lemur:
             self.model, self.path = model, path
             self.model.ridge = self.params["ridge"]
             self.params["dimensions"] = model.dimensions
+
+    def learntexts(self):
+        """
+        Number of document texts to encode as queries for the learn tokens (queries have 32 tokens), 0 when none are used.
+
+        Returns:
+            int
+        """
+
+        if not self.train or self.model is not None or self.fallback is not None or self.params["learncategory"] != "query":
+            return 0
+
+        return -(-self.params["learn"] // QUERYTOKENS)
 
     def trainable(self, documents):
         """

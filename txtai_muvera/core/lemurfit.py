@@ -46,6 +46,7 @@ def fit(  # pylint: disable=R0915
     device=None,
     progress=None,
     seed=42,
+    querytokens=None,
 ):
     """
     Fits a LEMUR encoder on a collection's token vectors.
@@ -77,6 +78,8 @@ def fit(  # pylint: disable=R0915
         device: torch device, defaults to CPU
         progress: progress bar, None shows one on a terminal
         seed: random seed
+        querytokens: flat query-side token vectors to learn from (the documents encoded as queries), defaults to the
+            documents' own tokens
 
     Returns:
         (LemurModel, statistics dict)
@@ -124,16 +127,19 @@ def fit(  # pylint: disable=R0915
     # Target documents and learn tokens, drawn at random
     documents = np.flatnonzero(lengths > 0)
     documents = np.sort(documents[torch.randperm(len(documents), generator=generator)[: min(targets, len(documents))].numpy()])
-    learned = torch.randperm(tokens.shape[0], generator=generator)[: min(learn, tokens.shape[0])]
-    inputs = prepare(tokens[learned]).to(device)
+    pool = tokens if querytokens is None else (querytokens if isinstance(querytokens, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(querytokens)))
+    learned = torch.randperm(pool.shape[0], generator=generator)[: min(learn, pool.shape[0])]
+    inputs = prepare(pool[learned]).to(device)
 
     # Target document tokens, packed
     parts = [tokens[offsets[x] : offsets[x + 1]] for x in documents]
     dtokens = prepare(torch.cat(parts)).to(device)
     doffsets = np.concatenate(([0], np.cumsum([len(x) for x in parts])))
 
-    # Single-token MaxSim of every learn token against every target document, standardized
-    scores = maxima(inputs, dtokens, doffsets)
+    # Single-token MaxSim of every learn token against every target document, standardized; in bfloat16 where it is
+    # faster (regression targets, rounded far below their spread)
+    autocast = precision == "bfloat16" or (precision == "auto" and bfloat16(device.type))
+    scores = maxima(inputs, dtokens, doffsets, torch.bfloat16 if autocast and epochs else torch.float32)
     average, deviation = scores.mean(), scores.std(unbiased=False)
     if not deviation > torch.finfo(torch.float32).eps:
         raise ValueError("LEMUR targets have zero variance: the documents' tokens are all alike")
@@ -161,7 +167,6 @@ def fit(  # pylint: disable=R0915
 
     statistics = {"documents": len(documents), "learn": len(inputs), "held": held, "prepare": prepared}
     if epochs:
-        autocast = precision == "bfloat16" or (precision == "auto" and bfloat16(device.type))
         result = train(
             network, inputs[held:], scores[held:], inputs[:held], scores[:held], epochs, patience, batch, lr, schedule, clip, autocast, progress, seed
         )
@@ -191,7 +196,7 @@ def fit(  # pylint: disable=R0915
 
 
 @torch.no_grad()
-def maxima(inputs, dtokens, doffsets):
+def maxima(inputs, dtokens, doffsets, dtype=torch.float32):
     """
     Single-token MaxSim of each input token against each document.
 
@@ -199,11 +204,13 @@ def maxima(inputs, dtokens, doffsets):
         inputs: (tokens x dimension) tensor
         dtokens: flat document tokens
         doffsets: int64 numpy offsets
+        dtype: product type, float32 or bfloat16
 
     Returns:
         float32 tensor (tokens x documents)
     """
 
+    inputs, dtokens = inputs.to(dtype), dtokens.to(dtype)
     scores = torch.empty((len(inputs), len(doffsets) - 1), dtype=torch.float32, device=inputs.device)
     for start, end in chunks(doffsets, max(1, BUDGET // len(inputs))):
         scores[:, start:end] = segmax(inputs, dtokens[doffsets[start] : doffsets[end]], doffsets[start : end + 1] - doffsets[start])

@@ -10,15 +10,15 @@ import torch
 # Storage types of candidate vectors (FDE or learned encoding rows)
 ENCODINGDTYPES = ("float16", "float32")
 
-# Rows converted to float32 at a time: a block (2.5 MB at 10,240 dimensions) stays in the CPU's cache
-BLOCK = 64
+# Bytes of float32 rows converted at a time (2.5 MiB): a block that stays in the CPU's cache
+BLOCK = 5 << 19
 
 
 class Scan:
     """
     Exact inner product search over float32 or float16 candidate vectors (a full scan of every row).
 
-    Float16 rows halve the bytes read. They are converted to float32 BLOCK rows at a time into a reused buffer (torch's
+    Float16 rows halve the bytes read. They are converted to float32 a cache-sized block at a time into a reused buffer (torch's
     conversion kernel uses the vector instructions the CPU reports at run time) and multiplied in float32, so scores
     keep float32 precision: torch's float16 matrix product on CPU rounds its output to float16, which reorders close
     candidates and coarsens the scores returned with candidates: 0.
@@ -49,10 +49,11 @@ class Scan:
             return queries @ rows.T
 
         # Float16 rows: blocks converted to float32, products written into one score matrix
+        size = max(1, BLOCK // (4 * max(1, rows.shape[1])))
         scores = torch.empty((rows.shape[0], queries.shape[0]), dtype=torch.float32)
-        buffer = torch.empty((min(BLOCK, rows.shape[0]), rows.shape[1]), dtype=torch.float32)
-        for start in range(0, rows.shape[0], BLOCK):
-            end = min(start + BLOCK, rows.shape[0])
+        buffer = torch.empty((min(size, rows.shape[0]), rows.shape[1]), dtype=torch.float32)
+        for start in range(0, rows.shape[0], size):
+            end = min(start + size, rows.shape[0])
             block = buffer[: end - start]
             block.copy_(rows[start:end])
             torch.mm(block, queries.T, out=scores[start:end])
