@@ -47,13 +47,18 @@ def test_index_trains_and_search_scores_exact(pylate_model, encoder, caplog):
 
 
 def test_learns_from_texts_encoded_as_queries(pylate_model, encoder):
-    # Texts: learn tokens are the documents encoded as queries, like txtai's LemurTrainer
+    # Texts: learn tokens are spans of the documents encoded as queries (every text is sampled in a small collection)
     embeddings = Embeddings(late(pylate_model, **SMALL))
     embeddings.index(TEXTS)
-    statistics = embeddings.model.encoding.statistics
-    assert statistics["learncategory"] == "query"
-    assert statistics["learn"] == sum(len(x) for x in encoder.encode(TEXTS, "query"))
-    assert embeddings.model.encoding.querytokens is None and embeddings.model.learntexts is None
+    lemur = embeddings.model.encoding
+    assert lemur.statistics["learncategory"] == "query"
+    assert lemur.statistics["learn"] == sum(len(x) for x in encoder.encode(lemur.learnqueries(TEXTS), "query"))
+
+    # Spans are 4 to 16 consecutive words of their text, or the whole of a shorter one
+    for text, span in zip(TEXTS, lemur.learnqueries(TEXTS)):
+        words = span.split()
+        assert span in text and (4 <= len(words) <= 16 or span == text)
+    assert lemur.querytokens is None and embeddings.model.learntexts is None
 
     # learncategory data, or pre-encoded documents: the stored document tokens
     documents = encoder.encode(TEXTS, "data")

@@ -166,15 +166,15 @@ class LateVectors(Vectors):
 
     def learnqueries(self):
         """
-        Encodes the sampled document texts as queries and hands their tokens to the learned encoding, which learns from
-        them (txtai's LemurTrainer does the same with learncategory="query"). Pre-encoded documents leave none.
+        Encodes spans of the sampled document texts as queries and hands their tokens to the learned encoding, which
+        learns from them (txtai's LemurTrainer encodes whole documents as queries). Pre-encoded documents leave none.
         """
 
         texts, self.learntexts = (self.learntexts.items if self.learntexts else []), None
         if texts:
-            logger.info("Encoding %d document texts as queries for the %s encoding's learn tokens", len(texts), self.settings["encoding"])
+            logger.info("Encoding %d spans of document texts as queries for the %s encoding's learn tokens", len(texts), self.settings["encoding"])
             with progress.progressbar("Encoding learn queries", "texts", self.settings["progress"]) as progressbar:
-                matrices = self.model.encode(texts, category="query", batchsize=self.encodebatch, progress=progressbar)
+                matrices = self.model.encode(self.encoding.learnqueries(texts), category="query", batchsize=self.encodebatch, progress=progressbar)
             self.encoding.querytokens = pack(matrices)[0]
 
     def batchtransform(self, documents, category=None):

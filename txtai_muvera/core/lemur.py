@@ -5,6 +5,7 @@ LEMUR module
 import json
 import math
 import os
+import random
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ BUDGET = 1 << 25
 
 # Tokens of a ColBERT query (text plus [MASK] expansion), used to size the texts encoded as queries for learn tokens
 QUERYTOKENS = 32
+
+# Words of a learn query: a random span of a document text, about as long as a real query
+SPAN = (4, 16)
 
 
 class ArtifactError(ValueError):
@@ -430,7 +434,7 @@ class Lemur:
             ridge: ridge penalty of the document least squares (relative), 0 is txtai's pseudo-inverse
             center: center tokens on the collection mean
             trainprecision: training precision, "auto" uses bfloat16 where it is faster (the index setting precision is re-ranking's)
-            learncategory: learn tokens from documents encoded as queries ("query", like txtai's LemurTrainer) or from their
+            learncategory: learn tokens from spans of document texts encoded as queries ("query") or from the documents'
                 stored tokens ("data"); "query" needs texts and falls back to "data" for pre-encoded documents
             minimum: fewest documents to train on, smaller collections fall back to MUVERA
             seed: random seed
@@ -604,6 +608,28 @@ class Lemur:
             return 0
 
         return -(-self.params["learn"] // QUERYTOKENS)
+
+    def learnqueries(self, texts):
+        """
+        Turns sampled document texts into query-like texts for the learn tokens: a random span of 4 to 16 words of each.
+        Encoded as queries, short spans carry the [MASK] expansion tokens real queries have, which whole documents
+        (truncated at the query length) do not.
+
+        Args:
+            texts: document texts
+
+        Returns:
+            list of texts to encode as queries
+        """
+
+        generator, queries = random.Random(self.params["seed"]), []
+        for text in texts:
+            words = text.split()
+            size = generator.randint(*SPAN)
+            start = generator.randint(0, max(0, len(words) - size))
+            queries.append(" ".join(words[start : start + size]))
+
+        return queries
 
     def trainable(self, documents):
         """
