@@ -11,6 +11,7 @@ import torch
 from txtai.models.pooling.lemur import Lemur as TxtaiLemur
 from txtai.pipeline.train.lemur import LemurTrainer
 
+from txtai_muvera.core import lemur
 from txtai_muvera.core.lemur import ArtifactError, Lemur, LemurModel
 from txtai_muvera.core.lemurfit import fit
 from txtai_muvera.core.maxsim import segmax
@@ -131,6 +132,27 @@ def test_precision_choice():
         model, statistics = fit(flat, offsets, dimensions=16, epochs=2, precision=precision, progress=False)
         assert statistics["precision"] == precision
         assert torch.isfinite(model.queries(flat, offsets)).all()
+
+
+def test_encode_precision(monkeypatch):
+    # Documents: float32 products by default (txtai's), bfloat16 under "auto" where the device makes them faster
+    matrices = collection()
+    flat, offsets = pack(matrices)
+    model, _ = fit(flat, offsets, dimensions=16, epochs=2, progress=False)
+    exact = encode(model, matrices, "data")
+
+    monkeypatch.setattr(lemur, "bfloat16", lambda device: True)
+    model.precision = "auto"
+    rounded = encode(model, matrices, "data")
+    assert not np.array_equal(rounded, exact)
+    np.testing.assert_allclose(rounded, exact, rtol=0.05, atol=0.05 * np.abs(exact).max())
+
+    # A device without fast bfloat16 keeps float32 under "auto"
+    monkeypatch.setattr(lemur, "bfloat16", lambda device: False)
+    np.testing.assert_array_equal(encode(model, matrices, "data"), exact)
+
+    with pytest.raises(ValueError, match="encodeprecision"):
+        Lemur(16, encodeprecision="bfloat16")
 
 
 def test_ridge_documents():

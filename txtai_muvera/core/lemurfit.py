@@ -2,7 +2,6 @@
 LEMUR fit module
 """
 
-import functools
 import logging
 import math
 import time
@@ -12,7 +11,7 @@ import torch
 
 from tqdm.auto import tqdm
 
-from .lemur import FeatureNetwork, LemurModel
+from .lemur import FeatureNetwork, LemurModel, bfloat16
 from .maxsim import chunks, segmax
 
 logger = logging.getLogger(__name__)
@@ -299,34 +298,3 @@ def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, 
     network.load_state_dict(state)
     network.eval()
     return {"epoch": chosen, "loss": best, "epochs": run, "train": time.perf_counter() - start, "history": history}
-
-
-@functools.lru_cache(maxsize=None)
-def bfloat16(device):
-    """
-    Tells whether bfloat16 autocast makes the training products faster on a device: always on CUDA with bf16 support, on
-    CPU when a measured bfloat16 product beats float32 by a clear margin (CPUs without native bf16 instructions are slower).
-
-    Args:
-        device: device type string
-
-    Returns:
-        bool
-    """
-
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device != "cpu":
-        return False
-
-    a, b = torch.randn(1024, 512), torch.randn(512, 2048)
-
-    def timed(dtype):
-        x, y = a.to(dtype), b.to(dtype)
-        torch.mm(x, y)
-        begin = time.perf_counter()
-        for _ in range(4):
-            torch.mm(x, y)
-        return time.perf_counter() - begin
-
-    return timed(torch.bfloat16) * 1.3 < timed(torch.float32)
