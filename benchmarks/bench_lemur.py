@@ -128,52 +128,94 @@ def figures(name, qrows, drows, exact, ids, qids, qrels, seconds, extra=None):
         "rerank ndcg@10": measure(qrels, reranked)["ndcg@10"],
         "candidates ndcg@10": measure(qrels, alone)["ndcg@10"],
         "train cpu s": seconds,
-        "candidate bytes/doc": int(drows.shape[1]) * 4,
+        "candidate bytes/doc": int(drows.shape[1]) * 2,
     }
     result.update(extra or {})
     print(json.dumps(result), flush=True)
     return result
 
 
-def indexed(encoding, drows, qrows, dtokens, doffsets, qtokens, qoffsets, runs):
+def indexed(encoding, drows, dtokens, doffsets, dtype="float16"):
     """
-    Builds a Muvera backend from the rows and token vectors, saves it and times re-ranked queries one at a time.
+    Builds a Muvera backend from the rows and token vectors and measures its saved size.
 
     Args:
         encoding: encoding config
         drows: document rows
-        qrows: query rows
         dtokens, doffsets: document tokens
-        qtokens, qoffsets: query tokens
-        runs: number of queries timed
+        dtype: token store dtype
 
     Returns:
-        dict with index bytes/doc and latency p50/p90 (ms)
+        (Muvera backend, index bytes per document)
     """
 
-    ann = Muvera({"muvera": {"dtype": "float16", "candidates": DEPTH, "progress": False}})
+    ann = Muvera({"muvera": {"dtype": dtype, "candidates": DEPTH, "progress": False}})
     ann.index(LateArray(drows, tokens=dtokens, offsets=doffsets, encoding=encoding))
     with tempfile.TemporaryDirectory() as folder:
         ann.save(folder)
         total = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(folder) for f in files)
 
-    latencies = []
-    for x in range(min(runs, len(qoffsets) - 1)):
+    return ann, total / (len(doffsets) - 1)
+
+
+def timed(backends, qtokens, qoffsets, qids, ids, qrels, runs):
+    """
+    Times re-ranked queries one at a time, the backends in turn for each query (order rotated), so machine load hits
+    each alike; scores the returned top 10 with the judgements.
+
+    Args:
+        backends: list of (rows of queries, Muvera backend, encoding config)
+        qtokens, qoffsets: query tokens
+        qids: query ids
+        ids: document ids
+        qrels: judgements
+        runs: number of queries timed
+
+    Returns:
+        list of dicts with latency p50/p95 (ms) and nDCG@10 of the index's own results
+    """
+
+    latencies, results = [[] for _ in backends], [{} for _ in backends]
+    count = min(runs, len(qoffsets) - 1)
+    for x in range(count):
         tokens = qtokens[qoffsets[x] : qoffsets[x + 1]]
-        query = LateArray(qrows[x : x + 1], tokens=tokens, offsets=np.array([0, len(tokens)]), encoding=encoding)
-        start = time.perf_counter()
-        ann.search(query, CUTOFF)
-        latencies.append(time.perf_counter() - start)
+        for y in [(x + z) % len(backends) for z in range(len(backends))]:
+            qrows, ann, encoding = backends[y]
+            query = LateArray(qrows[x : x + 1], tokens=tokens, offsets=np.array([0, len(tokens)]), encoding=encoding)
+            start = time.perf_counter()
+            found = ann.search(query, CUTOFF)[0]
+            latencies[y].append(time.perf_counter() - start)
+            results[y][qids[x]] = {ids[uid]: score for uid, score in found}
 
-    result = {"index bytes/doc": total / (len(doffsets) - 1)}
-    if latencies:
-        p = percentiles(latencies)
-        result.update({"latency p50 ms": p["p50_ms"], "latency p95 ms": p["p95_ms"]})
+    judged = {qid: qrels[qid] for qid in qids[:count]}
+    return [
+        {**{k: v for k, v in zip(("latency p50 ms", "latency p95 ms"), (percentiles(l)["p50_ms"], percentiles(l)["p95_ms"]))}, "index ndcg@10": measure(judged, r)["ndcg@10"]}
+        for l, r in zip(latencies, results)
+    ]
 
-    return result
+
+def learnqueries(lemur, model, folder):
+    """
+    Encodes the learn queries an index would (spans of a random sample of the document texts) into lemur.querytokens.
+
+    Args:
+        lemur: Lemur encoding
+        model: late-interaction model
+        folder: BEIR folder
+
+    Returns:
+        CPU seconds
+    """
+
+    start, sample = cputime(), lemur.learnsample()
+    if sample:
+        sample.add(text for text in beir(folder)[1] if text.strip())
+        lemur.learnqueries(sample.items, lambda queries: LateEncoder(model, gpu=False).encode(queries, "query"))
+
+    return cputime() - start
 
 
-def txtai(dtokens, doffsets, qtokens, qoffsets, epochs, **kwargs):
+def txtai(dtokens, doffsets, qtokens, qoffsets, epochs, learn=None, **kwargs):
     """
     Trains txtai 9.14's LEMUR like its LemurTrainer does (collection-centered tokens) and encodes both sides.
 
@@ -181,6 +223,7 @@ def txtai(dtokens, doffsets, qtokens, qoffsets, epochs, **kwargs):
         dtokens, doffsets: document tokens
         qtokens, qoffsets: query tokens
         epochs: training epochs
+        learn: flat learn query tokens (ours), None for txtai's default (the documents)
         kwargs: more fit arguments
 
     Returns:
@@ -215,7 +258,8 @@ def txtai(dtokens, doffsets, qtokens, qoffsets, epochs, **kwargs):
 
     start = cputime()
     wall = time.perf_counter()
-    lemur = trainer.fit(documents, epochs=epochs, centermean=mean, **kwargs)
+    learn = [center(x, mean) for x in np.split(learn, np.arange(32, len(learn), 32))] if learn is not None else None
+    lemur = trainer.fit(documents, epochs=epochs, centermean=mean, learn=learn, **kwargs)
     seconds, wall = cputime() - start, time.perf_counter() - wall
 
     # Recommended settings (100 epochs, 100,000 learn tokens): both phases scale linearly with the learn tokens, epochs
@@ -245,6 +289,7 @@ def main():
     parser.add_argument("--json", default=None, help="results file")
     parser.add_argument("--exact", default=None, help="exact MaxSim scores file (.npy), written when missing")
     parser.add_argument("--no-muvera", action="store_true", help="skip the MUVERA defaults row")
+    parser.add_argument("--dtypes", default="float16", help="comma-separated token store dtypes of our lemur indexes (float16, int8)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -264,39 +309,49 @@ def main():
             np.save(args.exact, exact.numpy())
     print(f"exact MaxSim done, load {loadaverage()}", flush=True)
 
-    results, dimension = [], dtokens.shape[1]
+    results, dimension, backends, pending, learn = [], dtokens.shape[1], [], [], None
 
     # MUVERA defaults
     if not args.no_muvera:
         fde = FDE(dimension)
         drows, qrows = fde(dtokens, doffsets, "data"), fde(qtokens, qoffsets, "query")
-        extra = indexed(fde.config(), drows, qrows, dtokens, doffsets, qtokens, qoffsets, args.latency)
-        results.append(figures("ours, MUVERA defaults", qrows, drows, exact, ids, qids, qrels, None, extra))
+        ann, size = indexed(fde.config(), drows, dtokens, doffsets)
+        backends.append((qrows, ann, fde.config()))
+        pending.append(("ours, MUVERA defaults", qrows, drows, None, {"index bytes/doc": size}))
 
-    # Ours, learned, as an index trains it: on the document tokens
+    # Ours, learned, as an index trains it: learn queries from document text spans, then the stored document tokens
     for settings in json.loads(args.lemur):
         lemur = Lemur(dimension, **settings)
+        learnseconds = learnqueries(lemur, args.model, args.folder)
+        learn = lemur.querytokens
         start, wall = cputime(), time.perf_counter()
         statistics = lemur.fit(dtokens, doffsets, progress=False)
         seconds, wall = cputime() - start, time.perf_counter() - wall
         encodestart = cputime()
         drows, qrows = lemur(dtokens, doffsets, "data"), lemur(qtokens, qoffsets, "query")
         encode = cputime() - encodestart
-        extra = {"settings": settings, "train wall s": wall, "encode cpu s": encode, "load": loadaverage(), **statistics}
-        extra.update(indexed(lemur.config(), drows, qrows, dtokens, doffsets, qtokens, qoffsets, args.latency))
-        results.append(figures(f"ours, lemur {json.dumps(settings)}", qrows, drows, exact, ids, qids, qrels, seconds, extra))
+        extra = {"settings": settings, "train wall s": wall, "learn queries cpu s": learnseconds, "encode cpu s": encode, "load": loadaverage(), **statistics}
+        for dtype in args.dtypes.split(","):
+            ann, size = indexed(lemur.config(), drows, dtokens, doffsets, dtype)
+            backends.append((qrows, ann, lemur.config()))
+            name = f"ours, lemur {json.dumps(settings)}" + (f", {dtype} tokens" if dtype != "float16" else "")
+            pending.append((name, qrows, drows, seconds + learnseconds, {**extra, "token dtype": dtype, "index bytes/doc": size}))
 
-    # txtai 9.14 LemurTrainer + Lemur, recommended settings except epochs (CPU time extrapolated to 100)
+    # Re-ranked query latency and the indexes' own nDCG, interleaved
+    for (name, qrows, drows, seconds, extra), measured in zip(pending, timed(backends, qtokens, qoffsets, qids, ids, qrels, args.latency)):
+        results.append(figures(name, qrows, drows, exact, ids, qids, qrels, seconds, {**extra, **measured}))
+
+    # txtai 9.14 LemurTrainer + Lemur, recommended settings except epochs (CPU time extrapolated to 100), our learn queries
     if args.txtai_epochs:
         settings = {"learnsubsetsize": args.txtai_learn} if args.txtai_learn else {}
-        qrows, drows, seconds, extra = txtai(dtokens, doffsets, qtokens, qoffsets, args.txtai_epochs, **settings)
+        qrows, drows, seconds, extra = txtai(dtokens, doffsets, qtokens, qoffsets, args.txtai_epochs, learn, **settings)
         extra["load"] = loadaverage()
         name = f"txtai 9.14 LemurTrainer + Lemur, epochs={args.txtai_epochs}" + (f", learnsubsetsize={args.txtai_learn}" if args.txtai_learn else "")
         row = figures(name, qrows, drows, exact, ids, qids, qrels, seconds, extra)
         results.append(row)
 
     if args.txtai_elm:
-        qrows, drows, seconds, extra = txtai(dtokens, doffsets, qtokens, qoffsets, 0)
+        qrows, drows, seconds, extra = txtai(dtokens, doffsets, qtokens, qoffsets, 0, learn)
         results.append(figures("txtai 9.14 LEMUR, random features (epochs=0)", qrows, drows, exact, ids, qids, qrels, seconds, extra))
 
     if args.json:

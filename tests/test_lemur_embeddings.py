@@ -52,10 +52,10 @@ def test_learns_from_texts_encoded_as_queries(pylate_model, encoder):
     embeddings.index(TEXTS)
     lemur = embeddings.model.encoding
     assert lemur.statistics["learncategory"] == "query"
-    assert lemur.statistics["learn"] == sum(len(x) for x in encoder.encode(lemur.learnqueries(TEXTS), "query"))
+    assert lemur.statistics["learn"] == sum(len(x) for x in encoder.encode(lemur.spans(TEXTS), "query"))
 
     # Spans are 4 to 16 consecutive words of their text, or the whole of a shorter one
-    for text, span in zip(TEXTS, lemur.learnqueries(TEXTS)):
+    for text, span in zip(TEXTS, lemur.spans(TEXTS)):
         words = span.split()
         assert span in text and (4 <= len(words) <= 16 or span == text)
     assert lemur.querytokens is None and embeddings.model.learntexts is None
@@ -231,7 +231,12 @@ def test_fit_command(pylate_model, encoder, tmp_path, capsys):
     output = tmp_path / "artifact"
     settings = json.dumps({"dimensions": 24, "epochs": 3, "hidden": 16})
     assert main(["fit", str(pylate_model), str(corpus), "--output", str(output), "--lemur", settings, "--cpu", "--no-progress"]) == 0
-    assert "muvera: {encoding: lemur, path:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "muvera: {encoding: lemur, path:" in printed
+
+    # It learns from spans of the texts encoded as queries, like an index
+    statistics = json.loads(printed.splitlines()[0])
+    assert statistics["learncategory"] == "query" and statistics["learn"] == len(TEXTS) * len(encoder.encode(["x"], "query")[0])
 
     # The artifact indexes as is
     embeddings = Embeddings(late(pylate_model, encoding="lemur", path=str(output)))

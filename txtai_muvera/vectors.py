@@ -16,7 +16,6 @@ from .array import LateArray
 from .core.inputs import check, matrices as tokenmatrices
 from .core.maxsim import maxsim
 from .core.ragged import pack
-from .core.reservoir import Reservoir
 from .errors import configuration
 from .indexfolder import guard
 from .settings import checkconfig, resolve
@@ -129,7 +128,7 @@ class LateVectors(Vectors):
         self.deferred = learned
 
         # A sample of document texts, encoded as queries once all are read: the learned encoding's learn tokens
-        self.learntexts = Reservoir(getattr(self.encoding, "learntexts", lambda: 0)()) if learned else None
+        self.learntexts = self.encoding.learnsample() if hasattr(self.encoding, "learnsample") else None
         try:
             ids, dimensions, batches, stream = self.index(documents, batchsize, checkpoint)
         finally:
@@ -166,16 +165,15 @@ class LateVectors(Vectors):
 
     def learnqueries(self):
         """
-        Encodes spans of the sampled document texts as queries and hands their tokens to the learned encoding, which
-        learns from them (txtai's LemurTrainer encodes whole documents as queries). Pre-encoded documents leave none.
+        Hands the learned encoding its learn queries: spans of the sampled document texts, encoded as queries once all
+        documents are read (txtai's LemurTrainer encodes whole documents as queries). Pre-encoded documents leave none.
         """
 
         texts, self.learntexts = (self.learntexts.items if self.learntexts else []), None
         if texts:
-            logger.info("Encoding %d spans of document texts as queries for the %s encoding's learn tokens", len(texts), self.settings["encoding"])
+            logger.info("Encoding %d spans of document texts as learn queries for the %s encoding", len(texts), self.settings["encoding"])
             with progress.progressbar("Encoding learn queries", "texts", self.settings["progress"]) as progressbar:
-                matrices = self.model.encode(self.encoding.learnqueries(texts), category="query", batchsize=self.encodebatch, progress=progressbar)
-            self.encoding.querytokens = pack(matrices)[0]
+                self.encoding.learnqueries(texts, lambda queries: self.model.encode(queries, "query", self.encodebatch, progress=progressbar))
 
     def batchtransform(self, documents, category=None):
         # Texts and pre-encoded token matrices both go through vectorize (the base class would stack arrays as vectors)

@@ -187,7 +187,13 @@ def fit(args):
     encoder = manager.lookup("encoders", "colbert")(args.model, gpu=not args.cpu, batchsize=args.batchsize)
     tokens, offsets = pack(encoder.encode(texts, "data", progress=not args.no_progress))
 
+    # Learn queries from spans of a sample of the texts, as an index trains
     lemur = Lemur(encoder.dimension, **block)
+    sample = lemur.learnsample()
+    if sample:
+        sample.add(text for text in texts if text.strip())
+        lemur.learnqueries(sample.items, lambda queries: encoder.encode(queries, "query", progress=not args.no_progress))
+
     statistics = lemur.fit(tokens, offsets, device="cuda" if not args.cpu and torch.cuda.is_available() else None, progress=not args.no_progress)
     lemur.model.save(args.output)
     print(json.dumps({k: v for k, v in statistics.items() if isinstance(v, (int, float, str))}))

@@ -16,6 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .maxsim import chunks, segmax
+from .reservoir import Reservoir
 
 # Artifact files, the layout of txtai 9.14's LEMUR artifacts
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -607,30 +608,42 @@ class Lemur:
             self.model.ridge, self.model.precision = self.params["ridge"], self.params["encodeprecision"]
             self.params["dimensions"] = model.dimensions
 
-    def learntexts(self):
+    def learnsample(self):
         """
-        Number of document texts to encode as queries for the learn tokens (queries have 32 tokens), 0 when none are used.
+        Creates the sample of document texts that learn queries are made from: enough texts for the learn tokens (a query
+        has 32 tokens), or None when this encoding does not learn from queries.
 
         Returns:
-            int
+            Reservoir or None
         """
 
         if not self.train or self.model is not None or self.fallback is not None or self.params["learncategory"] != "query":
-            return 0
+            return None
 
-        return -(-self.params["learn"] // QUERYTOKENS)
+        return Reservoir(-(-self.params["learn"] // QUERYTOKENS), self.params["seed"])
 
-    def learnqueries(self, texts):
+    def learnqueries(self, texts, encode):
         """
-        Turns sampled document texts into query-like texts for the learn tokens: a random span of 4 to 16 words of each.
-        Encoded as queries, short spans carry the [MASK] expansion tokens real queries have, which whole documents
-        (truncated at the query length) do not.
+        Encodes learn queries from sampled document texts and keeps their tokens for fit.
+
+        Args:
+            texts: sampled document texts
+            encode: function encoding a list of texts as queries into token matrices
+        """
+
+        queries = self.spans(texts)
+        self.querytokens = np.concatenate(encode(queries)) if queries else None
+
+    def spans(self, texts):
+        """
+        Learn query texts: a random span of 4 to 16 words of each document text. Encoded as queries, short spans carry
+        the [MASK] expansion tokens real queries have, which whole documents (truncated at the query length) do not.
 
         Args:
             texts: document texts
 
         Returns:
-            list of texts to encode as queries
+            list of texts
         """
 
         generator, queries = random.Random(self.params["seed"]), []
