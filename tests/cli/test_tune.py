@@ -18,7 +18,11 @@ from txtai_muvera.cli import main
 from txtai_muvera.core.fde import FDE
 from txtai_muvera.settings import resolve
 from txtai_muvera.core.ragged import pack
-from txtai_muvera.cli.tune import CUTOFF, Tune, dataset, exact, frontier, table
+from txtai_muvera.cli.grid import frontier
+from txtai_muvera.cli.ranking import exactranking
+from txtai_muvera.cli.report import tuningtable as table
+from txtai_muvera.cli.sampling import tuningset as dataset
+from txtai_muvera.cli.tune import CUTOFF, Tune
 
 from helpers import late
 from models import WORDS
@@ -212,7 +216,7 @@ def test_recommended_block_in_index(tuned, pylate_model):
 
     documents, doffsets = pack(matrices)
     queries, qoffsets = pack(qmatrices)
-    recall = measured(exact(torch.from_numpy(queries), qoffsets, torch.from_numpy(documents), doffsets, CUTOFF).tolist())
+    recall = measured([[x for x, _ in rows] for rows in exactranking(torch.from_numpy(queries), qoffsets, torch.from_numpy(documents), doffsets, CUTOFF)])
     assert recall >= TARGET
     assert recall == pytest.approx(best["recall"], abs=1 / (len(qmatrices) * CUTOFF))
 
