@@ -127,7 +127,9 @@ def test_exact_equals_brute_force(pylate_model, folder):
     encoder = LateEncoder(str(pylate_model), gpu=False)
 
     # Blocks of 2 queries cross the block boundary
-    run = evaluate.exactrun(encoder.encode(evaluate.texts, category="data"), encoder.encode(list(evaluate.queries.values()), category="query"), chunk=2)
+    run = evaluate.exactrun(
+        encoder.encode(evaluate.texts, category="data"), encoder.encode(list(evaluate.queries.values()), category="query"), chunk=2
+    )
     expected = brute(encoder, evaluate.queries, evaluate.texts)
 
     for uid, rows in run.items():

@@ -216,7 +216,9 @@ def test_recommended_block_in_index(tuned, pylate_model):
 
     documents, doffsets = pack(matrices)
     queries, qoffsets = pack(qmatrices)
-    recall = measured([[x for x, _ in rows] for rows in exactranking(torch.from_numpy(queries), qoffsets, torch.from_numpy(documents), doffsets, CUTOFF)])
+    recall = measured(
+        [[x for x, _ in rows] for rows in exactranking(torch.from_numpy(queries), qoffsets, torch.from_numpy(documents), doffsets, CUTOFF)]
+    )
     assert recall >= TARGET
     assert recall == pytest.approx(best["recall"], abs=1 / (len(qmatrices) * CUTOFF))
 
