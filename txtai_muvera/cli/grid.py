@@ -7,6 +7,7 @@ import itertools
 import json
 
 from .. import plugins
+from ..settings import DEFAULTS
 
 # Default grid: FDE repetitions, SimHash bits, inner projection widths (0 = identity), Count-Sketch final widths (None = off) and
 # empty partition filling, plus the encoding defaults as a baseline. Few SimHash bits and no filling often win on short documents.
@@ -20,7 +21,16 @@ OBJECTIVES = {
 }
 
 
-def configurations(repetitions=REPETITIONS, hashes=HASHES, projections=PROJECTIONS, finals=FINALS, fills=FILLS, baseline=True, learned=()):
+def configurations(
+    repetitions=REPETITIONS,
+    hashes=HASHES,
+    projections=PROJECTIONS,
+    finals=FINALS,
+    fills=FILLS,
+    baseline=True,
+    learned=(),
+    encoding=DEFAULTS["encoding"],
+):
     """
     Builds a grid of FDE configurations: every combination, except final projections that would not shrink the encoding.
 
@@ -36,6 +46,7 @@ def configurations(repetitions=REPETITIONS, hashes=HASHES, projections=PROJECTIO
         fills: fill settings of empty document partitions
         baseline: also adds the encoding's defaults (an index without FDE settings), when missing
         learned: learned encoding settings to add, each a dict with an "encoding" key, e.g. {"encoding": "lemur"}
+        encoding: registered encoding whose defaults are the baseline
 
     Returns:
         list of encoding parameter dicts
@@ -54,9 +65,10 @@ def configurations(repetitions=REPETITIONS, hashes=HASHES, projections=PROJECTIO
 
     # Defaults of the registered encoding
     if baseline:
-        defaults = inspect.signature(plugins.lookup("encodings", "muvera")).parameters
-        params = {key: defaults[key].default for key in ("repetitions", "hashes", "projection", "final", "fill")}
-        params["projection"] = params["projection"] or 0
+        defaults = inspect.signature(plugins.lookup("encodings", encoding)).parameters
+        params = {key: defaults[key].default for key in ("repetitions", "hashes", "projection", "final", "fill") if key in defaults}
+        if "projection" in params:
+            params["projection"] = params["projection"] or 0
         if params not in grid:
             grid.append(params)
 
@@ -108,16 +120,19 @@ def recommend(points, target, objective="work"):
     return min(reached, key=OBJECTIVES[objective]) if reached else None
 
 
-def recommendation(point, dtype=None):
+def recommendation(point, dtype=None, **settings):
     """
     Builds the muvera: config block of a grid point.
 
     >>> recommendation({"params": {"repetitions": 10, "hashes": 4, "projection": 16, "final": None, "fill": False}, "depth": 50})
     {'candidates': 50, 'repetitions': 10, 'hashes': 4, 'projection': 16, 'fill': False}
+    >>> recommendation({"params": {"encoding": "lemur"}, "depth": 50}, "int8", encoder="stanford", encodingdtype=None)
+    {'candidates': 50, 'encoding': 'lemur', 'dtype': 'int8', 'encoder': 'stanford'}
 
     Args:
         point: grid point
         dtype: optional token store dtype
+        settings: other index settings written to the block, those set to None left out
 
     Returns:
         muvera: config block
@@ -127,18 +142,18 @@ def recommendation(point, dtype=None):
     if "encoding" in params:
         # Another registered encoding: its own parameters, as tuned
         block = {"candidates": point["depth"], **params}
-        return {**block, "dtype": dtype} if dtype else block
+    else:
+        block = {"candidates": point["depth"], "repetitions": params["repetitions"], "hashes": params["hashes"], "projection": params["projection"]}
+        if params.get("final"):
+            block["final"] = params["final"]
+        # Always explicit: the pasted block keeps meaning the same if the default changes
+        if "fill" in params:
+            block["fill"] = bool(params["fill"])
 
-    block = {"candidates": point["depth"], "repetitions": params["repetitions"], "hashes": params["hashes"], "projection": params["projection"]}
-    if params.get("final"):
-        block["final"] = params["final"]
-    # Always explicit: the pasted block keeps meaning the same if the default changes
-    if "fill" in params:
-        block["fill"] = bool(params["fill"])
     if dtype:
         block["dtype"] = dtype
 
-    return block
+    return {**block, **{key: value for key, value in settings.items() if value is not None}}
 
 
 def yaml(block):

@@ -126,7 +126,9 @@ def tune(args):
     learned = json.loads(args.learned) if args.learned else []
     if not isinstance(learned, list) or not all(isinstance(x, dict) and "encoding" in x for x in learned):
         raise SystemExit('--learned takes a JSON list of settings with an encoding key, e.g. \'[{"encoding": "lemur"}]\'')
-    grid = configurations(values(args.repetitions), values(args.hashes), values(args.projection), values(args.final), fills, args.baseline, learned)
+    grid = configurations(
+        values(args.repetitions), values(args.hashes), values(args.projection), values(args.final), fills, args.baseline, learned, args.encoding
+    )
     with configuration():
         tuning = Tune(
             args.model,

@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 from .. import plugins
 from ..core.ragged import pack
 from ..errors import configuration
-from ..settings import DTYPES, indexconfig
+from ..core.scan import ENCODINGDTYPES
+from ..settings import DEFAULTS, DTYPES, indexconfig
 from .environment import environment
 from .grid import OBJECTIVES, configurations, frontier, recommend, recommendation, yaml
 from .ranking import exactranking
@@ -57,8 +58,9 @@ class Tune:
         batchsize=32,
         gpu=True,
         progress=True,
-        encoder="colbert",
-        encoding="muvera",
+        encoder=DEFAULTS["encoder"],
+        encoding=DEFAULTS["encoding"],
+        encodingdtype=None,
     ):
         """
         Creates a tuning run.
@@ -82,6 +84,8 @@ class Tune:
             progress: shows progress bars
             encoder: registered late-interaction encoder
             encoding: registered encoding of grid entries without an "encoding" key
+            encodingdtype: candidate vector storage type written to the recommended block, None for the index default; the
+                           bytes per document count it
         """
 
         # Validate settings before anything is loaded
@@ -93,6 +97,8 @@ class Tune:
             raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
         if dtype is not None and dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if encodingdtype is not None and encodingdtype not in ENCODINGDTYPES:
+            raise ValueError(f"encodingdtype must be one of {ENCODINGDTYPES}, got {encodingdtype!r}")
         for name, value in (("queries", queries), ("sample", sample)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -101,10 +107,10 @@ class Tune:
             raise ValueError(f"depths must be positive integers, got {depths!r}")
 
         self.model, self.corpus, self.split, self.queryfile = str(model), str(corpus), split, queryfile
-        self.grid = grid if grid is not None else configurations()
+        self.grid = grid if grid is not None else configurations(encoding=encoding)
         self.depths, self.target, self.objective, self.dtype = depths, target, objective, dtype
         self.batchsize, self.gpu, self.progress = batchsize, gpu, progress
-        self.encoder, self.encoding = encoder, encoding
+        self.encoder, self.encoding, self.encodingdtype = encoder, encoding, encodingdtype
 
         # Documents and queries
         rng = np.random.default_rng(seed)
@@ -172,6 +178,9 @@ class Tune:
         dimension = documents.shape[1]
         dtokens, qtokens = float(doffsets[-1] / len(matrices)), float(qoffsets[-1] / len(qmatrices))
 
+        # Candidate bytes per document: stored as the index stores them
+        itemsize = np.dtype(self.encodingdtype or DEFAULTS["encodingdtype"]).itemsize
+
         # Recall of every FDE configuration at every depth
         rows = []
         for params in tqdm(self.grid, desc="Encodings", unit="configs", disable=not self.progress):
@@ -191,9 +200,9 @@ class Tune:
 
             rows.append(
                 {
-                    "params": {**params, "encoding": name} if name != "muvera" else dict(params),
+                    "params": {**params, "encoding": name} if name != DEFAULTS["encoding"] else dict(params),
                     "dimensions": encoding.dimensions,
-                    "bytes": encoding.dimensions * 4,
+                    "bytes": encoding.dimensions * itemsize,
                     "seconds": elapsed,
                     "training": training,
                     "recall": {depth: recall(positions, depth) for depth in depths},
@@ -230,7 +239,9 @@ class Tune:
         }
 
         if best:
-            block = recommendation(best, self.dtype)
+            # The configured encoder goes in the block, so that the verified index and the pasted block use it
+            encoder = self.encoder if self.encoder != DEFAULTS["encoder"] else None
+            block = recommendation(best, self.dtype, encoder=encoder, encodingdtype=self.encodingdtype)
             results["recommended"] = {**best, "block": block, "yaml": yaml(block)}
 
             # Real txtai index with the recommended block
