@@ -26,7 +26,7 @@ from txtai_muvera import progress
 from txtai_muvera.core import hub
 from txtai_muvera.core.encoder import LateEncoder
 from txtai_muvera.errors import ConfigurationError
-from txtai_muvera.cli.evaluate import subsample
+from txtai_muvera.cli.sampling import subsample
 
 from helpers import TEXTS, freeport, late
 

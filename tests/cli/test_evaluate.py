@@ -11,7 +11,9 @@ import pytest
 
 from txtai_muvera.cli import main
 from txtai_muvera.core.encoder import LateEncoder
-from txtai_muvera.cli.evaluate import Evaluate, beir, measure
+from txtai_muvera.cli.beir import readbeir as beir
+from txtai_muvera.cli.evaluate import Evaluate
+from txtai_muvera.cli.metrics import trecmetrics as measure
 
 from helpers import TEXTS
 
@@ -124,8 +126,10 @@ def test_exact_equals_brute_force(pylate_model, folder):
     evaluate = Evaluate(pylate_model, folder, progress=False)
     encoder = LateEncoder(str(pylate_model), gpu=False)
 
-    # Chunks of 5 documents cross the running top-k merge
-    run = evaluate.exact(encoder.encode(evaluate.texts, category="data"), encoder.encode(list(evaluate.queries.values()), category="query"), chunk=5)
+    # Blocks of 2 queries cross the block boundary
+    run = evaluate.exactrun(
+        encoder.encode(evaluate.texts, category="data"), encoder.encode(list(evaluate.queries.values()), category="query"), chunk=2
+    )
     expected = brute(encoder, evaluate.queries, evaluate.texts)
 
     for uid, rows in run.items():

@@ -18,7 +18,11 @@ from txtai_muvera.cli import main
 from txtai_muvera.core.fde import FDE
 from txtai_muvera.settings import resolve
 from txtai_muvera.core.ragged import pack
-from txtai_muvera.cli.tune import CUTOFF, Tune, dataset, exact, frontier, table
+from txtai_muvera.cli.grid import frontier
+from txtai_muvera.cli.ranking import exactranking
+from txtai_muvera.cli.report import tuningtable as table
+from txtai_muvera.cli.sampling import tuningset as dataset
+from txtai_muvera.cli.tune import CUTOFF, Tune
 
 from helpers import late
 from models import WORDS
@@ -190,6 +194,25 @@ def test_recommendation_cheapest(tuned):
     assert "Recommended" in table(results) and best["yaml"] in table(results)
 
 
+def test_bytes_count_stored_candidate_dtype(tuned, pylate_model, corpus):
+    tune, matrices, qmatrices, results = tuned
+    best = results["recommended"]
+
+    # An index built with the recommended block stores candidate vectors of the item size the bytes column counts
+    embeddings = Embeddings(late(pylate_model, **best["block"]))
+    embeddings.index([(uid, matrix, None) for uid, matrix in zip(tune.ids[:20], matrices[:20])])
+    stored = embeddings.ann.fdes
+    assert stored.dtype == np.float16 and best["bytes"] == stored.shape[1] * stored.dtype.itemsize
+    assert all(row["bytes"] == row["dimensions"] * 2 for row in results["grid"])
+    embeddings.close()
+
+    # Candidate vectors kept in float32: 4 bytes per dimension, written to the block
+    other = Tune(pylate_model, corpus, grid=GRID[:1], depths=DEPTHS, target=0.01, gpu=False, progress=False, encodingdtype="float32")
+    rerun = other.run(matrices, qmatrices)
+    assert rerun["grid"][0]["bytes"] == rerun["grid"][0]["dimensions"] * 4
+    assert rerun["recommended"]["block"]["encodingdtype"] == "float32"
+
+
 def test_recommended_block_in_index(tuned, pylate_model):
     tune, matrices, qmatrices, results = tuned
     best = results["recommended"]
@@ -212,7 +235,9 @@ def test_recommended_block_in_index(tuned, pylate_model):
 
     documents, doffsets = pack(matrices)
     queries, qoffsets = pack(qmatrices)
-    recall = measured(exact(torch.from_numpy(queries), qoffsets, torch.from_numpy(documents), doffsets, CUTOFF).tolist())
+    recall = measured(
+        [[x for x, _ in rows] for rows in exactranking(torch.from_numpy(queries), qoffsets, torch.from_numpy(documents), doffsets, CUTOFF)]
+    )
     assert recall >= TARGET
     assert recall == pytest.approx(best["recall"], abs=1 / (len(qmatrices) * CUTOFF))
 
@@ -250,9 +275,9 @@ def test_cli(pylate_model, corpus, tmp_path):
     assert results["queries"] == {"kind": "beir:test", "count": 4, "tokens_per_query": pytest.approx(results["queries"]["tokens_per_query"])}
     assert results["corpus"]["documents"] == 300 and len(results["grid"]) == 2
 
-    # The learned encoding is trained on the corpus, in the grid with its training time and bytes
+    # The learned encoding is trained on the corpus, in the grid with its training time and bytes (float16 candidate vectors)
     learned = results["grid"][1]
-    assert learned["params"] == {"encoding": "lemur", "dimensions": 32, "epochs": 3} and learned["training"] > 0 and learned["bytes"] == 128
+    assert learned["params"] == {"encoding": "lemur", "dimensions": 32, "epochs": 3} and learned["training"] > 0 and learned["bytes"] == 64
     assert "lemur (dimensions 32, epochs 3) = 32" in output.getvalue()
     assert results["recommended"]["recall"] >= 0.9 and results["verify"]["recall"] >= 0.9
 

@@ -45,7 +45,8 @@ def evaluate(args):
     """
 
     # pylint: disable=C0415
-    from .evaluate import Evaluate, plot, pyplot, table
+    from .evaluate import Evaluate
+    from .report import evaluationtable, pyplot, sweepplot
 
     # Optional plotting library, checked before a long run
     if args.plot:
@@ -85,13 +86,13 @@ def evaluate(args):
     results = evaluation(sweep=[int(x) for x in args.sweep.split(",")] if args.plot else None)
 
     # Table, then the optional JSON and plot files
-    print(table(results))
+    print(evaluationtable(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
         print(f"\nResults written to {args.json}")
     if args.plot:
-        plot(results, args.plot)
+        sweepplot(results, args.plot)
         print(f"Plot written to {args.plot}")
 
     return 0
@@ -109,7 +110,9 @@ def tune(args):
     """
 
     # pylint: disable=C0415
-    from .tune import Tune, configurations, table
+    from .grid import configurations
+    from .report import tuningtable
+    from .tune import Tune
 
     def values(text, cast=int):
         return [None if value.strip().lower() in ("none", "") else cast(value) for value in text.split(",")]
@@ -123,7 +126,9 @@ def tune(args):
     learned = json.loads(args.learned) if args.learned else []
     if not isinstance(learned, list) or not all(isinstance(x, dict) and "encoding" in x for x in learned):
         raise SystemExit('--learned takes a JSON list of settings with an encoding key, e.g. \'[{"encoding": "lemur"}]\'')
-    grid = configurations(values(args.repetitions), values(args.hashes), values(args.projection), values(args.final), fills, args.baseline, learned)
+    grid = configurations(
+        values(args.repetitions), values(args.hashes), values(args.projection), values(args.final), fills, args.baseline, learned, args.encoding
+    )
     with configuration():
         tuning = Tune(
             args.model,
@@ -146,7 +151,7 @@ def tune(args):
         )
     results = tuning(verify=args.verify)
 
-    print(table(results))
+    print(tuningtable(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
@@ -169,21 +174,20 @@ def fit(args):
 
     # pylint: disable=C0415
     import logging
-    from pathlib import Path
 
     import torch
 
     from .. import plugins as manager
     from ..core.lemur import Lemur
     from ..core.ragged import pack
-    from .tune import readcorpus
+    from .beir import readcorpus
 
     block = json.loads(args.lemur) if args.lemur else {}
     if not isinstance(block, dict):
         raise SystemExit("--lemur must be a JSON object")
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    _, texts = readcorpus(Path(args.corpus))
+    _, texts = readcorpus(args.corpus)
     encoder = manager.lookup("encoders", "colbert")(args.model, gpu=not args.cpu, batchsize=args.batchsize)
     tokens, offsets = pack(encoder.encode(texts, "data", progress=not args.no_progress))
 

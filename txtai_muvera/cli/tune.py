@@ -2,13 +2,7 @@
 Tune module
 """
 
-import inspect
-import itertools
-import json
-import re
 import time
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,31 +10,20 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import plugins
-from ..errors import configuration
-from .evaluate import beir, environment, jsonl
-from ..core.maxsim import maxsim
 from ..core.ragged import pack
-from ..settings import DTYPES, indexconfig
+from ..errors import configuration
+from ..core.scan import ENCODINGDTYPES
+from ..settings import DEFAULTS, DTYPES, indexconfig
+from .environment import environment
+from .grid import OBJECTIVES, configurations, frontier, recommend, recommendation, yaml
+from .ranking import exactranking
+from .sampling import tuningset
 
 # Results per query that recall is measured on: the exact MaxSim top 10
 CUTOFF = 10
 
-# Default grid: FDE repetitions, SimHash bits, inner projection widths (0 = identity), Count-Sketch final widths (None = off) and
-# empty partition filling, plus the encoding defaults as a baseline. Few SimHash bits and no filling often win on short documents.
-REPETITIONS, HASHES, PROJECTIONS, FINALS, FILLS = (5, 10, 20), (3, 4), (8, 16), (None,), (True, False)
-
 # Default candidate depths, re-ranked with exact MaxSim
 DEPTHS = (10, 25, 50, 100, 200, 500, 1000)
-
-# Objectives the recommendation minimises, each a sort key over grid points
-OBJECTIVES = {
-    "work": lambda point: (point["work"], point["bytes"], point["depth"], -point["recall"]),
-    "bytes": lambda point: (point["bytes"], point["depth"], -point["recall"]),
-    "depth": lambda point: (point["depth"], point["bytes"], -point["recall"]),
-}
-
-# Synthetic queries: default count and span length in words (SciFact claims and typical search queries are 5-20 words)
-SYNTHETIC, MINWORDS, MAXWORDS = 200, 6, 20
 
 # Elements of each intermediate tensor: bounds memory of FDE blocks and rank comparisons
 BUDGET = 1 << 24
@@ -75,8 +58,9 @@ class Tune:
         batchsize=32,
         gpu=True,
         progress=True,
-        encoder="colbert",
-        encoding="muvera",
+        encoder=DEFAULTS["encoder"],
+        encoding=DEFAULTS["encoding"],
+        encodingdtype=None,
     ):
         """
         Creates a tuning run.
@@ -100,6 +84,8 @@ class Tune:
             progress: shows progress bars
             encoder: registered late-interaction encoder
             encoding: registered encoding of grid entries without an "encoding" key
+            encodingdtype: candidate vector storage type written to the recommended block, None for the index default; the
+                           bytes per document count it
         """
 
         # Validate settings before anything is loaded
@@ -111,6 +97,8 @@ class Tune:
             raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
         if dtype is not None and dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if encodingdtype is not None and encodingdtype not in ENCODINGDTYPES:
+            raise ValueError(f"encodingdtype must be one of {ENCODINGDTYPES}, got {encodingdtype!r}")
         for name, value in (("queries", queries), ("sample", sample)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -119,14 +107,14 @@ class Tune:
             raise ValueError(f"depths must be positive integers, got {depths!r}")
 
         self.model, self.corpus, self.split, self.queryfile = str(model), str(corpus), split, queryfile
-        self.grid = grid if grid is not None else configurations()
+        self.grid = grid if grid is not None else configurations(encoding=encoding)
         self.depths, self.target, self.objective, self.dtype = depths, target, objective, dtype
         self.batchsize, self.gpu, self.progress = batchsize, gpu, progress
-        self.encoder, self.encoding = encoder, encoding
+        self.encoder, self.encoding, self.encodingdtype = encoder, encoding, encodingdtype
 
         # Documents and queries
         rng = np.random.default_rng(seed)
-        self.ids, self.texts, self.queries, self.kind = dataset(self.corpus, split, queryfile, queries, sample, rng)
+        self.ids, self.texts, self.queries, self.kind = tuningset(self.corpus, split, queryfile, queries, sample, rng)
         if len(self.ids) < 2:
             raise ValueError(f"tuning needs at least 2 documents to search, got {len(self.ids)}")
 
@@ -179,7 +167,8 @@ class Tune:
 
         # Exact MaxSim top 10 of every query over the whole corpus
         start = time.perf_counter()
-        top = exact(queries, qoffsets, documents, doffsets, min(CUTOFF, len(matrices)), self.progress)
+        ranking = exactranking(queries, qoffsets, documents, doffsets, CUTOFF, progress=self.progress)
+        top = torch.tensor([[x for x, _ in rows] for rows in ranking], dtype=torch.int64)
         seconds = time.perf_counter() - start
 
         # Depths past the corpus size all mean "every document"
@@ -188,6 +177,9 @@ class Tune:
         # Cost model: FDE scan of the corpus plus exact MaxSim of the candidates, in multiply-adds per query
         dimension = documents.shape[1]
         dtokens, qtokens = float(doffsets[-1] / len(matrices)), float(qoffsets[-1] / len(qmatrices))
+
+        # Candidate bytes per document: stored as the index stores them
+        itemsize = np.dtype(self.encodingdtype or DEFAULTS["encodingdtype"]).itemsize
 
         # Recall of every FDE configuration at every depth
         rows = []
@@ -208,9 +200,9 @@ class Tune:
 
             rows.append(
                 {
-                    "params": {**params, "encoding": name} if name != "muvera" else dict(params),
+                    "params": {**params, "encoding": name} if name != DEFAULTS["encoding"] else dict(params),
                     "dimensions": encoding.dimensions,
-                    "bytes": encoding.dimensions * 4,
+                    "bytes": encoding.dimensions * itemsize,
                     "seconds": elapsed,
                     "training": training,
                     "recall": {depth: recall(positions, depth) for depth in depths},
@@ -247,7 +239,9 @@ class Tune:
         }
 
         if best:
-            block = recommendation(best, self.dtype)
+            # The configured encoder goes in the block, so that the verified index and the pasted block use it
+            encoder = self.encoder if self.encoder != DEFAULTS["encoder"] else None
+            block = recommendation(best, self.dtype, encoder=encoder, encodingdtype=self.encodingdtype)
             results["recommended"] = {**best, "block": block, "yaml": yaml(block)}
 
             # Real txtai index with the recommended block
@@ -289,79 +283,6 @@ class Tune:
         # Fraction of the exact top 10 that search returns
         found = [len({row["id"] for row in rows} & {self.ids[x] for x in exact}) for rows, exact in zip(results, top.tolist())]
         return {"block": block, "recall": sum(found) / top.numel(), "queries": len(results), "seconds": seconds}
-
-
-def configurations(repetitions=REPETITIONS, hashes=HASHES, projections=PROJECTIONS, finals=FINALS, fills=FILLS, baseline=True, learned=()):
-    """
-    Builds a grid of FDE configurations: every combination, except final projections that would not shrink the encoding.
-
-    >>> grid = configurations()
-    >>> len(grid), grid[0], grid[-1]["repetitions"], grid[-1]["hashes"]
-    (25, {'repetitions': 5, 'hashes': 3, 'projection': 8, 'final': None, 'fill': True}, 20, 5)
-
-    Args:
-        repetitions: repetition counts
-        hashes: SimHash bit counts
-        projections: inner projection widths, 0 or None for identity
-        finals: Count-Sketch final widths, None for none
-        fills: fill settings of empty document partitions
-        baseline: also adds the encoding's defaults (an index without FDE settings), when missing
-        learned: learned encoding settings to add, each a dict with an "encoding" key, e.g. {"encoding": "lemur"}
-
-    Returns:
-        list of encoding parameter dicts
-    """
-
-    grid = []
-    for repetition, bits, projection, final, fill in itertools.product(repetitions, hashes, projections, finals, fills):
-        # Final widths at or above the encoding width only add collisions
-        width = repetition * (1 << bits) * projection if projection else None
-        if final and width and final >= width:
-            continue
-
-        params = {"repetitions": repetition, "hashes": bits, "projection": projection or 0, "final": final, "fill": bool(fill)}
-        if params not in grid:
-            grid.append(params)
-
-    # Defaults of the registered encoding
-    if baseline:
-        defaults = inspect.signature(plugins.lookup("encodings", "muvera")).parameters
-        params = {key: defaults[key].default for key in ("repetitions", "hashes", "projection", "final", "fill")}
-        params["projection"] = params["projection"] or 0
-        if params not in grid:
-            grid.append(params)
-
-    # Learned encodings, trained on the corpus
-    grid.extend(dict(params) for params in learned if params not in grid)
-
-    return grid
-
-
-def exact(queries, qoffsets, documents, doffsets, limit, progress=False, chunk=512):
-    """
-    Ranks the whole corpus with exact MaxSim, corpus chunk by chunk.
-
-    Args:
-        queries: flat query token tensor
-        qoffsets: query offsets
-        documents: flat document token tensor
-        doffsets: document offsets
-        limit: results per query
-        progress: shows a progress bar
-        chunk: documents per chunk
-
-    Returns:
-        int64 tensor (queries x limit) of document positions, best first, ties by lowest position
-    """
-
-    count = len(doffsets) - 1
-    scores = torch.empty((len(qoffsets) - 1, count), dtype=torch.float32)
-    for start in tqdm(range(0, count, chunk), desc="Exact MaxSim", unit="chunks", disable=not progress):
-        end = min(start + chunk, count)
-        tokens, offsets = documents[doffsets[start] : doffsets[end]], doffsets[start : end + 1] - doffsets[start]
-        scores[:, start:end] = maxsim(queries, qoffsets, tokens, offsets)
-
-    return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :limit].contiguous()
 
 
 def ranks(encoding, queries, qoffsets, documents, doffsets, top):
@@ -419,356 +340,3 @@ def recall(positions, depth):
     """
 
     return (positions < depth).double().mean().item()
-
-
-def frontier(points):
-    """
-    Finds the Pareto frontier of grid points: those that no other point dominates on FDE bytes per document (lower is
-    better), candidate depth (lower is better) and recall (higher is better).
-
-    >>> points = [{"bytes": 4, "depth": 10, "recall": 0.5}, {"bytes": 8, "depth": 10, "recall": 0.4}, {"bytes": 8, "depth": 5, "recall": 0.9}]
-    >>> [point["recall"] for point in frontier(points)]
-    [0.9, 0.5]
-
-    Args:
-        points: list of dicts with bytes, depth and recall
-
-    Returns:
-        non-dominated points, sorted by depth then bytes
-    """
-
-    def dominates(a, b):
-        better = a["bytes"] <= b["bytes"] and a["depth"] <= b["depth"] and a["recall"] >= b["recall"]
-        return better and (a["bytes"] < b["bytes"] or a["depth"] < b["depth"] or a["recall"] > b["recall"])
-
-    results = [point for point in points if not any(dominates(other, point) for other in points)]
-    return sorted(results, key=lambda point: (point["depth"], point["bytes"], -point["recall"]))
-
-
-def recommend(points, target, objective="work"):
-    """
-    Picks the cheapest grid point that reaches a target recall. Ties go to fewer bytes, fewer candidates, then higher
-    recall, so the pick is always on the Pareto frontier.
-
-    Args:
-        points: list of dicts with bytes, depth, recall and work
-        target: recall to reach
-        objective: key of OBJECTIVES
-
-    Returns:
-        point dict or None when no point reaches the target
-    """
-
-    reached = [point for point in points if point["recall"] >= target]
-    return min(reached, key=OBJECTIVES[objective]) if reached else None
-
-
-def recommendation(point, dtype=None):
-    """
-    Builds the muvera: config block of a grid point.
-
-    >>> recommendation({"params": {"repetitions": 10, "hashes": 4, "projection": 16, "final": None, "fill": False}, "depth": 50})
-    {'candidates': 50, 'repetitions': 10, 'hashes': 4, 'projection': 16, 'fill': False}
-
-    Args:
-        point: grid point
-        dtype: optional token store dtype
-
-    Returns:
-        muvera: config block
-    """
-
-    params = point["params"]
-    if "encoding" in params:
-        # Another registered encoding: its own parameters, as tuned
-        block = {"candidates": point["depth"], **params}
-        return {**block, "dtype": dtype} if dtype else block
-
-    block = {"candidates": point["depth"], "repetitions": params["repetitions"], "hashes": params["hashes"], "projection": params["projection"]}
-    if params.get("final"):
-        block["final"] = params["final"]
-    # Always explicit: the pasted block keeps meaning the same if the default changes
-    if "fill" in params:
-        block["fill"] = bool(params["fill"])
-    if dtype:
-        block["dtype"] = dtype
-
-    return block
-
-
-def yaml(block):
-    """
-    Formats a muvera: config block as YAML, ready to paste into a txtai configuration.
-
-    >>> print(yaml({"candidates": 50, "hashes": 4}))
-    muvera:
-      candidates: 50
-      hashes: 4
-
-    Args:
-        block: muvera: config block
-
-    Returns:
-        YAML string
-    """
-
-    return "\n".join(["muvera:"] + [f"  {key}: {json.dumps(value)}" for key, value in block.items()])
-
-
-def describe(params, dimensions=None):
-    """
-    Describes an FDE configuration.
-
-    >>> describe({"repetitions": 10, "hashes": 4, "projection": 16, "final": 2048, "fill": True})
-    '10 x 2^4 x 16 -> 2048, fill'
-
-    Args:
-        params: FDE parameters
-        dimensions: optional output dimensions
-
-    Returns:
-        string
-    """
-
-    if "encoding" in params:
-        settings = ", ".join(f"{k} {v}" for k, v in params.items() if k != "encoding")
-        return f"{params['encoding']}" + (f" ({settings})" if settings else "") + (f" = {dimensions:,}" if dimensions else "")
-
-    text = f"{params['repetitions']} x 2^{params['hashes']} x {params['projection'] or 'id'}"
-    text += f" -> {params['final']}" if params.get("final") else ""
-    text += f" = {dimensions:,}" if dimensions else ""
-    return text + (", fill" if params.get("fill") else "")
-
-
-def dataset(corpus, split, queryfile, queries, sample, rng):
-    """
-    Loads the documents and the queries to tune on.
-
-    Args:
-        corpus: BEIR folder or jsonl/text file of documents
-        split: BEIR qrels split of the queries, or None
-        queryfile: jsonl/text file of queries, or None
-        queries: number of queries, None for the default
-        sample: number of documents to sample, None for all
-        rng: numpy random generator
-
-    Returns:
-        (document ids, document texts, query texts, query kind)
-    """
-
-    path = Path(corpus)
-
-    # Documents, with the judged queries of a BEIR split
-    texts, kind = None, None
-    if split:
-        if not path.is_dir():
-            raise ValueError(f"split needs a BEIR folder, {corpus} is not a folder")
-        ids, documents, judged, _ = beir(path, split, queries)
-        texts, kind = list(judged.values()), f"beir:{split}"
-    else:
-        ids, documents = readcorpus(path)
-
-    # Queries from a file
-    if queryfile:
-        texts, kind = readtexts(Path(queryfile))[:queries], f"file:{queryfile}"
-        if not texts:
-            raise ValueError(f"{queryfile} has no queries")
-
-    # Random sample of the documents, in corpus order
-    if sample and sample < len(ids):
-        chosen = np.sort(rng.choice(len(ids), sample, replace=False))
-        rest = np.setdiff1d(np.arange(len(ids)), chosen)
-    else:
-        chosen, rest = np.arange(len(ids)), np.zeros(0, dtype=np.int64)
-
-    # Without queries, spans of documents outside the searched corpus: documents left out by the sample, else held out
-    if texts is None:
-        count = queries if queries else min(SYNTHETIC, max(1, len(chosen) // 10))
-        texts, sources = spans([documents[x] for x in (rest if len(rest) >= count else chosen)], count, rng)
-        if len(rest) < count:
-            chosen = np.delete(chosen, sources)
-        kind = "synthetic"
-
-    return [ids[x] for x in chosen], [documents[x] for x in chosen], texts, kind
-
-
-def spans(documents, count, rng):
-    """
-    Draws synthetic queries: a random span of MINWORDS-MAXWORDS words from one sentence of each of `count` random documents.
-    The caller searches a corpus without those documents: a span searched against its own document finds it trivially,
-    while a real query has no verbatim copy in the corpus and its nearest documents are only related ones.
-
-    >>> queries, sources = spans(["One two three four five six seven. Eight nine ten eleven twelve thirteen."], 1, np.random.default_rng(0))
-    >>> sources, len(queries[0].split()) >= 6
-    ([0], True)
-
-    Args:
-        documents: candidate source texts
-        count: number of queries
-        rng: numpy random generator
-
-    Returns:
-        (query texts, positions of their source documents)
-    """
-
-    # Documents with enough words to cut a span from
-    usable = [x for x, text in enumerate(documents) if len(text.split()) >= MINWORDS]
-    if len(usable) < count:
-        raise ValueError(f"{count} synthetic queries need {count} documents with at least {MINWORDS} words, found {len(usable)}")
-
-    sources = sorted(rng.choice(usable, count, replace=False).tolist())
-    queries = []
-    for x in sources:
-        # Sentences long enough for a span, else the whole text
-        sentences = [sentence.split() for sentence in re.split(r"(?<=[.!?])\s+", documents[x])]
-        sentences = [words for words in sentences if len(words) >= MINWORDS] or [documents[x].split()]
-        words = sentences[rng.integers(len(sentences))]
-
-        # Random window inside that sentence
-        length = min(len(words), int(rng.integers(MINWORDS, MAXWORDS + 1)))
-        start = int(rng.integers(len(words) - length + 1))
-        queries.append(" ".join(words[start : start + length]))
-
-    return queries, sources
-
-
-def readcorpus(path):
-    """
-    Reads documents: a BEIR folder (corpus.jsonl, title + " " + text), a jsonl file (JSON strings, or objects with text,
-    optional title and _id/id) or a text file (one document per line).
-
-    Args:
-        path: folder or file
-
-    Returns:
-        (document ids, document texts)
-    """
-
-    if path.is_dir():
-        path = path / "corpus.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: pass a BEIR folder with corpus.jsonl, a jsonl file or a text file")
-
-    ids, texts = [], []
-    rows = jsonl(path) if path.suffix in (".jsonl", ".json") else textlines(path)
-    for x, row in enumerate(rows):
-        if isinstance(row, dict):
-            ids.append(str(row.get("_id", row.get("id", x))))
-            texts.append(f"{row.get('title') or ''} {row.get('text') or ''}" if "title" in row else str(row.get("text") or ""))
-        else:
-            ids.append(str(x))
-            texts.append(str(row))
-
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{path} has duplicate document ids")
-
-    return ids, texts
-
-
-def readtexts(path):
-    """
-    Reads query texts: a jsonl file (JSON strings, or objects with text or query) or a text file (one per line).
-
-    Args:
-        path: file
-
-    Returns:
-        list of texts
-    """
-
-    if path.suffix in (".jsonl", ".json"):
-        return [row if isinstance(row, str) else str(row.get("text", row.get("query", ""))) for row in jsonl(path)]
-
-    return list(textlines(path))
-
-
-def table(results):
-    """
-    Formats tuning results as text: the grid, the Pareto frontier, the recommended block and its verification.
-
-    Args:
-        results: tuning results
-
-    Returns:
-        string
-    """
-
-    corpus, queries, depths = results["corpus"], results["queries"], results["depths"]
-    lines = [
-        f"Corpus: {corpus['path']}, {corpus['documents']:,} documents ({corpus['tokens_per_document']:.0f} tokens each). "
-        f"Queries: {queries['count']:,} ({queries['kind']}). Model: {results['model']}.",
-        f"Recall@{CUTOFF}: fraction of the exact MaxSim top {CUTOFF} among the top-N FDE candidates (= recall@{CUTOFF} after re-ranking them).",
-        "",
-        "| encoding (FDE: reps x partitions x proj -> final = dims, fill) | bytes/doc | training s | seconds | "
-        + " | ".join(f"N={depth}" for depth in depths)
-        + " |",
-        "|---|---|---|---|" + "---|" * len(depths),
-    ]
-
-    # Grid
-    for row in results["grid"]:
-        recalls = " | ".join(f"{row['recall'][depth]:.3f}" for depth in depths)
-        training = f"{row['training']:.1f}" if row.get("training") else "-"
-        lines.append(f"| {describe(row['params'], row['dimensions'])} | {row['bytes']:,} | {training} | {row['seconds']:.1f} | {recalls} |")
-
-    # Pareto frontier
-    lines.extend(
-        [
-            "",
-            f"Pareto frontier (candidate bytes per document and candidates N against recall@{CUTOFF}):",
-            "",
-            "| candidates N | encoding | bytes/doc | recall@10 | est. Mops/query |",
-            "|---|---|---|---|---|",
-        ]
-    )
-    for point in results["frontier"]:
-        lines.append(
-            f"| {point['depth']} | {describe(point['params'], point['dimensions'])} | {point['bytes']:,} | {point['recall']:.3f} "
-            f"| {point['work'] / 1e6:.0f} |"
-        )
-
-    # Recommendation
-    lines.append("")
-    best = results["recommended"]
-    if best:
-        lines.append(
-            f"Recommended (cheapest by {results['objective']} reaching recall@{CUTOFF} >= {results['target']}): "
-            f"recall@{CUTOFF} {best['recall']:.4f} with {best['depth']} candidates, {best['bytes']:,} FDE bytes per document."
-        )
-        lines.extend(["", best["yaml"]])
-    else:
-        top = max(results["frontier"], key=lambda point: point["recall"])
-        lines.append(
-            f"No configuration reaches recall@{CUTOFF} >= {results['target']}: the best is {top['recall']:.4f} "
-            f"({describe(top['params'])}, {top['depth']} candidates). Add deeper --depths or larger configurations."
-        )
-
-    # Verification through a real txtai index
-    if "verify" in results:
-        verify = results["verify"]
-        lines.extend(
-            [
-                "",
-                f"Verified with a txtai index (txtai_muvera.LateVectors + txtai_muvera.Muvera, this block): recall@{CUTOFF} "
-                f"{verify['recall']:.4f} against exact MaxSim over {verify['queries']:,} queries (tuned: {best['recall']:.4f}).",
-            ]
-        )
-
-    return "\n".join(lines)
-
-
-def textlines(path):
-    """
-    Reads the non-empty lines of a text file.
-
-    Args:
-        path: file path
-
-    Returns:
-        generator of lines without their line break
-    """
-
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield line.rstrip("\n")
