@@ -29,7 +29,9 @@ from safetensors.numpy import load_file, save_file
 from txtai_muvera.ann import Muvera
 from txtai_muvera.array import LateArray
 from txtai_muvera.core.encoder import LateEncoder
-from txtai_muvera.cli.evaluate import beir, loadaverage, measure, percentiles
+from txtai_muvera.cli.beir import readbeir as beir
+from txtai_muvera.cli.environment import loadaverage, percentiles
+from txtai_muvera.cli.metrics import trecmetrics as measure
 from txtai_muvera.core.fde import FDE
 from txtai_muvera.core.lemur import Lemur
 from txtai_muvera.core.maxsim import maxsim

@@ -67,9 +67,9 @@ def vectors(args):
 
     from safetensors.numpy import load_file, save_file
 
-    from txtai_muvera.cli.evaluate import beir
+    from txtai_muvera.cli.beir import readbeir
 
-    _, texts, queries, _ = beir(args.data, "test")
+    _, texts, queries, _ = readbeir(args.data, "test")
     names = Path(args.cache).with_suffix(".json") if args.cache else None
 
     if not (args.cache and os.path.exists(args.cache)):
@@ -300,7 +300,7 @@ def candidatebytes(ann, folder):
     return size
 
 
-def encodings(names, store, data):
+def encodings(names, store, data, args):
     """
     Builds each candidate encoding, training it on the collection when it learns.
 
@@ -308,22 +308,30 @@ def encodings(names, store, data):
         names: registered encoding names
         store: token store
         data: vectors dict
+        args: command line arguments (model and data, for learn queries)
 
     Returns:
         list of (name, encoding, training CPU seconds)
     """
 
     from txtai_muvera import plugins
+    from txtai_muvera.cli.beir import readbeir
+    from txtai_muvera.core.encoder import LateEncoder
 
     built = []
     for name in names:
         factory = plugins.lookup("encodings", name)
         encoding = factory(dimension=data["documents"].shape[1])
 
-        # A learned encoding trains on the collection's stored token vectors
+        # A learned encoding trains on the collection's stored token vectors, with learn queries from spans of SciFact's
+        # texts (the mixed documents have none), as an index would
         seconds = None
         if hasattr(encoding, "fit"):
             start = time.process_time()
+            sample = encoding.learnsample() if hasattr(encoding, "learnsample") else None
+            if sample:
+                sample.add(text for text in readbeir(args.data, "test")[1] if text.strip())
+                encoding.learnqueries(sample.items, lambda queries: LateEncoder(args.model, gpu=False).encode(queries, "query"))
             flat, offsets, _ = store.gather(range(len(store)))
             encoding.fit(flat, offsets, progress=True)
             seconds = time.process_time() - start
@@ -381,7 +389,7 @@ def run(args):
         "rows": [],
     }
 
-    for name, encoding, training in encodings(args.encodings, store, data):
+    for name, encoding, training in encodings(args.encodings, store, data, args):
         fdes, seconds = encode(encoding, store, args.folder, f"{name}-{documents}-{args.seed}")
         qrows = np.asarray(encoding(data["queries"], data["qoffsets"], "query"), dtype=np.float32)
         print(f"{name}: {fdes.shape[1]} dimensions, encoded in {seconds} CPU s", flush=True)
