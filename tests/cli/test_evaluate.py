@@ -196,14 +196,29 @@ def test_evaluate_options(pylate_model, folder, tmp_path, capsys):
         Evaluate(pylate_model, folder, muvera={"repetition": 2})
 
 
-def test_evaluate_learned_encoding(pylate_model, folder, tmp_path):
-    # muvera: {encoding: lemur} trains on the evaluated index; the index built from texts ranks like the one from tokens
+def test_evaluate_learned_encoding(pylate_model, folder, tmp_path, capsys):
+    # muvera: {encoding: lemur} trains on the evaluated index, built from texts (it learns from spans of them encoded as
+    # queries), beside txtai's LemurTrainer on the same token vectors and learn queries
     output = tmp_path / "results.json"
     block = json.dumps({"encoding": "lemur", "dimensions": 32, "epochs": 3, "minimum": 4})
-    assert main(["evaluate", str(pylate_model), str(folder), "--muvera", block, "--json", str(output), "--no-progress"]) == 0
+    arguments = ["--compare", "lemur", "--compare-epochs", "2", "--compare-learn", "500"]
+    assert main(["evaluate", str(pylate_model), str(folder), "--muvera", block, *arguments, "--json", str(output), "--no-progress"]) == 0
+    table = capsys.readouterr().out
 
     results = json.loads(output.read_text(encoding="utf-8"))
     assert results["settings"]["fde"]["dimensions"] == 32
     assert set(results["modes"]) == {"exact", "rerank", "muvera"}
     assert results["modes"]["rerank"]["exact@10"] == 1.0
     assert results["index"]["consistency"]["identical_top10"] == 1.0
+    assert results["learned"]["learncategory"] == "query"
+
+    # txtai's row: its candidates re-ranked with exact MaxSim, training CPU time extrapolated to its recommended settings
+    (row,) = results["lemur"]
+    assert row["dimensions"] == 2048 and row["epochs"] == 2 and row["learnsubsetsize"] == 500
+    assert 0 <= row["exact@10"] <= 1 and 0 <= row["rerank"]["ndcg@10"] <= 1 and 0 <= row["candidates"]["ndcg@10"] <= 1
+    assert row["training_cpu_s_recommended"] > row["training_cpu_s"] > 0
+    assert "txtai LemurTrainer + Lemur, epochs=2, learnsubsetsize=500" in table and "| txtai-muvera (lemur) | 32 |" in table
+
+    # txtai's rows need a learned encoding
+    assert main(["evaluate", str(pylate_model), str(folder), "--compare", "lemur", "--no-progress"]) == 2
+    assert "compare lemur needs a learned encoding" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from ..errors import configuration
 from ..settings import indexconfig, resolve
 from .beir import readbeir
 from .compare import TxtaiPeer, txtairatios
+from .lemurpeer import candidaterows, txtailemur
 from .environment import environment, loadaverage, percentiles
 from .metrics import CUTOFF, DEPTH, agreement, pytreceval, rankedrun, trecmetrics
 from .ranking import exactranking
@@ -48,6 +49,8 @@ class Evaluate:
         gpu=True,
         compare=None,
         comparequeries=20,
+        compareepochs=1,
+        comparelearn=10000,
         progress=True,
         sample=None,
         seed=0,
@@ -63,15 +66,22 @@ class Evaluate:
             muvera: muvera: config block of the txtai_muvera index (candidates, dtype, FDE parameters, ...)
             batchsize: encoding batch size
             gpu: True picks an accelerator when available, False forces the CPU
-            compare: None or "txtai" to add txtai's own late-interaction pipeline
+            compare: None, or "txtai" (txtai's own late-interaction pipeline) and/or "lemur" (txtai's LemurTrainer + Lemur on
+                the same token vectors and learn queries), a name or a list
             comparequeries: number of queries txtai's Reranker latency is measured on (it encodes every candidate)
+            compareepochs: LemurTrainer epochs (training CPU time is extrapolated to its recommended 100)
+            comparelearn: LemurTrainer learn tokens (training CPU time is extrapolated to its default 100,000)
             progress: shows progress bars
             sample: evaluates on this many documents: every document judged for the evaluated queries, then random others
             seed: random seed of the sample
         """
 
-        if compare not in (None, "txtai"):
-            raise ValueError(f"compare must be None or 'txtai', got {compare!r}")
+        compare = [compare] if isinstance(compare, str) else list(compare or [])
+        if not set(compare) <= {"txtai", "lemur"}:
+            raise ValueError(f"compare takes 'txtai' and 'lemur', got {compare!r}")
+        for name, value in (("compareepochs", compareepochs), ("comparelearn", comparelearn)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(comparequeries, bool) or not isinstance(comparequeries, int) or comparequeries < 1:
             raise ValueError(f"comparequeries must be a positive integer, got {comparequeries!r}")
 
@@ -82,6 +92,12 @@ class Evaluate:
 
         self.model, self.folder, self.split = str(model), str(folder), split
         self.batchsize, self.gpu, self.compare, self.comparequeries = batchsize, gpu, compare, comparequeries
+        self.compareepochs, self.comparelearn = compareepochs, comparelearn
+
+        # A learned encoding learns from spans of the texts encoded as queries, so its index is built from texts
+        self.learned = getattr(plugins.lookup("encodings", self.settings["encoding"]), "learned", False)
+        if "lemur" in compare and not self.learned:
+            raise ValueError("compare lemur needs a learned encoding: --muvera '{\"encoding\": \"lemur\"}'")
         self.progress = progress
 
         # Dataset, optionally a sample of the corpus that keeps every judged document
@@ -123,6 +139,9 @@ class Evaluate:
             matrices = encoder.encode(self.texts, category="data", progress=self.progress)
             encoding = time.perf_counter() - start
             qmatrices = encoder.encode(list(self.queries.values()), category="query", progress=self.progress)
+
+            # Learn queries of a learned encoding, as the index makes them, for txtai's LemurTrainer
+            learn = self.learnqueries(encoder) if "lemur" in self.compare else None
             del encoder
 
             # Exact MaxSim over the whole corpus
@@ -134,11 +153,15 @@ class Evaluate:
 
             # txtai_muvera index built from the token matrices already encoded, then saved so each mode reloads it
             path = os.path.join(directory, "index")
-            embeddings, build = self.buildindex(((uid, matrix, None) for uid, matrix in zip(self.ids, matrices)), "Indexing token matrices")
+            documents = zip(self.ids, self.texts if self.learned else matrices)
+            label = "Indexing texts (encoding, training)" if self.learned else "Indexing token matrices"
+            embeddings, build = self.buildindex(((uid, data, None) for uid, data in documents), label)
+            if self.learned:
+                statistics = getattr(embeddings.model.encoding, "statistics", None) or {}
+                results["learned"] = {key: value for key, value in statistics.items() if isinstance(value, (int, float, str))}
             embeddings.save(path)
             config = embeddings.config
             embeddings.close()
-            del matrices, qmatrices
 
             # Index dimensions and stored bytes per document
             fde = config["muvera"]
@@ -161,13 +184,22 @@ class Evaluate:
                 modes[mode] = {**trecmetrics(self.qrels, rows), **percentiles(latencies[mode]), "exact@10": agreement(run, rows)}
                 self.logmetrics("txtai-muvera", MODES[mode].format(candidates=value), modes[mode])
 
-            # Real end-to-end indexing from texts; its results must match the index built from token matrices
+            # txtai's LemurTrainer on the same token vectors and learn queries
+            if learn is not None:
+                results["lemur"] = self.lemurrows(matrices, qmatrices, learn, run)
+            del matrices, qmatrices
+
+            # Real end-to-end indexing from texts; its results must match the index built from token matrices (a learned
+            # encoding's index was built from texts already)
             loads = [loadaverage()]
-            embeddings, seconds = self.buildindex(((uid, text, None) for uid, text in zip(self.ids, self.texts)), "Indexing texts (encoding)")
+            if self.learned:
+                embeddings, seconds = self.loadindex(path, config, candidates), build
+            else:
+                embeddings, seconds = self.buildindex(((uid, text, None) for uid, text in zip(self.ids, self.texts)), "Indexing texts (encoding)")
             loads.append(loadaverage())
 
             # txtai's own pipeline indexes right after, so both timings see the same load on a shared machine
-            peer = TxtaiPeer(self, directory) if self.compare == "txtai" else None
+            peer = TxtaiPeer(self, directory) if "txtai" in self.compare else None
             if peer:
                 peer.buildindex()
 
@@ -218,6 +250,46 @@ class Evaluate:
             values = ", ".join(f"{key} {figures[key]:.4f}" for key in (f"ndcg@{CUTOFF}", f"recall@{DEPTH}", f"mrr@{CUTOFF}") if key in figures)
             latency = f", p50 {figures['p50_ms']:.1f} ms" if "p50_ms" in figures else ""
             tqdm.write(f"{pipeline} | {mode}: {values}{latency}", file=sys.stderr)
+
+    def learnqueries(self, encoder):
+        """
+        Encodes the learn queries a learned encoding's index makes: spans of a random sample of the texts.
+
+        Args:
+            encoder: late-interaction encoder
+
+        Returns:
+            list of learn query token matrices
+        """
+
+        encoding = plugins.lookup("encodings", self.settings["encoding"])(dimension=encoder.dimension, **self.params)
+        sample = encoding.learnsample()
+        sample.add(text for text in self.texts if text.strip())
+        return encoder.encode(encoding.spans(sample.items), category="query", progress=self.progress)
+
+    def lemurrows(self, matrices, qmatrices, learn, exact):
+        """
+        Trains txtai 9.14's LemurTrainer + Lemur on the same token vectors and learn queries, and measures its candidates
+        re-ranked with exact MaxSim like ours.
+
+        Args:
+            matrices: document token matrices
+            qmatrices: query token matrices
+            learn: learn query token matrices
+            exact: exact MaxSim run
+
+        Returns:
+            list with one row of figures
+        """
+
+        if self.progress:
+            tqdm.write(f"txtai LemurTrainer: {self.compareepochs} epoch(s), {self.comparelearn:,} learn tokens", file=sys.stderr)
+        qrows, drows, seconds, extra = txtailemur(matrices, qmatrices, learn, self.compareepochs, self.comparelearn)
+        name = f"txtai LemurTrainer + Lemur, epochs={self.compareepochs}, learnsubsetsize={self.comparelearn}"
+        row = candidaterows(name, qrows, drows, qmatrices, matrices, self.ids, list(self.queries), self.qrels, exact, self.settings["reduce"])
+        row.update(extra, training_cpu_s=seconds, loadavg=loadaverage())
+        self.logmetrics(name, MODES["rerank"].format(candidates=DEPTH), row["rerank"])
+        return [row]
 
     def exactrun(self, matrices, qmatrices, chunk=64):
         """

@@ -79,6 +79,8 @@ def evaluate(args):
             gpu=not args.cpu,
             compare=args.compare,
             comparequeries=args.compare_queries,
+            compareepochs=args.compare_epochs,
+            comparelearn=args.compare_learn,
             progress=not args.no_progress,
             sample=args.sample,
             seed=args.seed,
@@ -236,7 +238,14 @@ def parser():  # pylint: disable=R0915
     command.add_argument("--muvera", help="muvera: config block as JSON text or a JSON file; the flags above override its keys")
     command.add_argument("--batchsize", type=int, default=32, help="encoding batch size (default: 32)")
     command.add_argument("--cpu", action="store_true", help="run on the CPU even when an accelerator is available")
-    command.add_argument("--compare", choices=["txtai"], help="add txtai's own late-interaction pipeline as extra rows")
+    command.add_argument(
+        "--compare",
+        choices=["txtai", "lemur"],
+        action="append",
+        help="extra rows: txtai's own late-interaction pipeline (txtai), txtai's LemurTrainer + Lemur on the same vectors (lemur); repeatable",
+    )
+    command.add_argument("--compare-epochs", type=int, default=1, help="LemurTrainer epochs, CPU time extrapolated to 100 (default: 1)")
+    command.add_argument("--compare-learn", type=int, default=10000, help="LemurTrainer learn tokens, CPU time extrapolated to 100,000 (default: 10000)")
     command.add_argument("--compare-queries", type=int, default=20, help="queries txtai's Reranker latency is measured on (default: 20)")
     command.add_argument("--json", help="write every figure to this JSON file")
     command.add_argument(

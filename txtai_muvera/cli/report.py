@@ -63,6 +63,10 @@ def evaluationtable(results):
 
     lines.extend(["", *notes[:1]] if notes else [])
 
+    # Learned candidates beside txtai's LemurTrainer on the same token vectors
+    if "lemur" in results:
+        lines.extend(learnedrows(results))
+
     # Index figures
     lines.extend(
         ["", "| Pipeline | Index seconds | Documents/s | Bytes/document (tokens + FDE) | Load average (start, end) |", "|---|---|---|---|---|"]
@@ -90,6 +94,37 @@ def evaluationtable(results):
         lines.append(f"Indexing throughput: txtai-muvera / txtai documents per second = {ratio['documents_per_second']:.2f}x.")
 
     return "\n".join(lines)
+
+
+def learnedrows(results):
+    """
+    Formats our learned encoding and txtai's LemurTrainer side by side.
+
+    Args:
+        results: evaluation results with lemur rows
+
+    Returns:
+        list of markdown lines
+    """
+
+    modes, learned = results["modes"], results.get("learned", {})
+    lines = [
+        "",
+        f"| Learned candidates, top {DEPTH} re-ranked | Dimensions | nDCG@{CUTOFF} re-ranked | nDCG@{CUTOFF} candidates only | "
+        f"Exact top {CUTOFF} found | Training seconds |",
+        "|---|---|---|---|---|---|",
+        f"| txtai-muvera ({results['settings']['muvera'].get('encoding')}) | {results['settings']['fde'].get('dimensions')} | "
+        f"{modes['rerank'][f'ndcg@{CUTOFF}']:.4f} | {modes['muvera'][f'ndcg@{CUTOFF}']:.4f} | {modes['rerank']['exact@10']:.4f} | "
+        f"{learned.get('seconds', float('nan')):.1f} (wall) |",
+    ]
+    for row in results["lemur"]:
+        recommended = f", {row['training_cpu_s_recommended']:,.0f} at 100 epochs (extrapolated)" if "training_cpu_s_recommended" in row else ""
+        lines.append(
+            f"| {row['pipeline']} | {row['dimensions']} | {row['rerank'][f'ndcg@{CUTOFF}']:.4f} | {row['candidates'][f'ndcg@{CUTOFF}']:.4f} | "
+            f"{row['exact@10']:.4f} | {row['training_cpu_s']:.1f} (CPU){recommended} |"
+        )
+
+    return lines
 
 
 def sampled(sample):
