@@ -278,6 +278,7 @@ def test_cli(pylate_model, corpus, tmp_path):
     # The learned encoding is trained on the corpus, in the grid with its training time and bytes (float16 candidate vectors)
     learned = results["grid"][1]
     assert learned["params"] == {"encoding": "lemur", "dimensions": 32, "epochs": 3} and learned["training"] > 0 and learned["bytes"] == 64
+    assert learned["learncategory"] == "query"
     assert "lemur (dimensions 32, epochs 3) = 32" in output.getvalue()
     assert results["recommended"]["recall"] >= 0.9 and results["verify"]["recall"] >= 0.9
 

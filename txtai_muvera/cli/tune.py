@@ -110,6 +110,7 @@ class Tune:
         self.grid = grid if grid is not None else configurations(encoding=encoding)
         self.depths, self.target, self.objective, self.dtype = depths, target, objective, dtype
         self.batchsize, self.gpu, self.progress = batchsize, gpu, progress
+        self.queryencoder = None
         self.encoder, self.encoding, self.encodingdtype = encoder, encoding, encodingdtype
 
         # Documents and queries
@@ -145,6 +146,9 @@ class Tune:
             encoder = plugins.lookup("encoders", self.encoder)(self.model, gpu=self.gpu, batchsize=self.batchsize)
         matrices = encoder.encode(self.texts, category="data", progress=self.progress)
         qmatrices = encoder.encode(self.queries, category="query", progress=self.progress)
+
+        # Learned encodings encode their learn queries with the same model, as an index does
+        self.queryencoder = lambda texts: encoder.encode(texts, category="query", progress=self.progress)
 
         return matrices, qmatrices
 
@@ -191,6 +195,10 @@ class Tune:
             training = 0.0
             if getattr(encoding, "learned", False) and encoding.train:
                 start = time.perf_counter()
+                sample = encoding.learnsample() if hasattr(encoding, "learnsample") and self.queryencoder else None
+                if sample:
+                    sample.add(text for text in self.texts if text.strip())
+                    encoding.learnqueries(sample.items, self.queryencoder)
                 encoding.fit(documents, doffsets, progress=self.progress)
                 training = time.perf_counter() - start
 
@@ -208,6 +216,8 @@ class Tune:
                     "recall": {depth: recall(positions, depth) for depth in depths},
                 }
             )
+            if training:
+                rows[-1]["learncategory"] = (getattr(encoding, "statistics", None) or {}).get("learncategory")
 
         # Grid points, frontier and recommendation
         points = [
@@ -253,7 +263,8 @@ class Tune:
     def verify(self, block, matrices, top):
         """
         Builds a txtai index with a muvera: block and measures the recall@10 of its search results against the exact
-        MaxSim top 10. The index is built from the token matrices already encoded; queries are searched as text.
+        MaxSim top 10. The index is built from the token matrices already encoded (from texts for a learned encoding);
+        queries are searched as text.
 
         Args:
             block: muvera: config block
@@ -269,9 +280,12 @@ class Tune:
 
         config = indexconfig(self.model, block, self.gpu, self.batchsize)
 
+        # A learned encoding learns from spans of the texts encoded as queries, so its index is built from texts
+        learned = getattr(plugins.lookup("encodings", block.get("encoding", DEFAULTS["encoding"])), "learned", False)
         embeddings = Embeddings(config)
-        documents = tqdm(zip(self.ids, matrices), total=len(self.ids), desc="Verifying: indexing", unit="docs", disable=not self.progress)
-        embeddings.index((uid, matrix, None) for uid, matrix in documents)
+        data = self.texts if learned else matrices
+        documents = tqdm(zip(self.ids, data), total=len(self.ids), desc="Verifying: indexing", unit="docs", disable=not self.progress)
+        embeddings.index((uid, x, None) for uid, x in documents)
 
         # Search every query through the index, CUTOFF results each
         start, results = time.perf_counter(), []
