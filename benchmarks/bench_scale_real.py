@@ -46,11 +46,11 @@ CHUNK = 4096
 
 # Search settings swept after a delegated index is built (query-time settings only, no rebuild)
 SWEEPS = {
-    "faiss": ("nprobe", [8, 16, 32, 64]),
-    "faiss-ivf": ("probefraction", [0.1, 0.25, 0.5]),
-    "faiss-hnsw": ("efsearch", [100, 256]),
-    "faiss-ivfpq": ("probefraction", [0.1, 0.25, 0.5]),
-    "hnswlib": ("efsearch", [100, 256, 512]),
+    "faiss": [{"nprobe": x} for x in (8, 16, 32, 64)],
+    "faiss-ivf": [{"probefraction": x} for x in (0.1, 0.25, 0.5)],
+    "faiss-hnsw": [{"efsearch": x} for x in (100, 256)],
+    "faiss-ivfpq": [{"probefraction": x, "kfactor": y} for x, y in ((0.25, 4), (0.5, 4), (0.5, 16), (1.0, 16))],
+    "hnswlib": [{"efsearch": x} for x in (100, 256, 512)],
 }
 
 
@@ -406,18 +406,18 @@ def run(args):
             threads(args.threads)
 
             # Query-time settings of a delegated index, each measured on the same build
-            name_, values = SWEEPS.get(search, (None, [None]))
+            values = SWEEPS.get(search, [None])
             for value in values if ann.delegate and args.sweep else [None]:
                 if value is not None:
                     backend = ann.delegate.config["backend"]
-                    ann.delegate.config.setdefault(backend, {})[name_] = value
+                    ann.delegate.config.setdefault(backend, {}).update(value)
                     tune(ann.delegate)
 
                 row = {
                     "encoding": name,
                     "dimensions": int(fdes.shape[1]),
                     "search": label,
-                    "setting": f"{name_}={value}" if value is not None else "",
+                    "setting": ", ".join(f"{k}={v}" for k, v in value.items()) if value is not None else "",
                     "delegate": ann.delegate.config if ann.delegate else None,
                     "build_cpu_s": round(build, 1),
                     "training_cpu_s": None if training is None else round(training, 1),
