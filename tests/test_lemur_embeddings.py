@@ -149,9 +149,9 @@ def test_pretrained_artifact_path(pylate_model, encoder, tmp_path):
     np.testing.assert_allclose(embeddings.ann.learned.sample.numpy(), model.sample.numpy())
     check(embeddings, encoder, ["virus cases"], 2e-3)
 
-    # Rows are the artifact's encodings, with the encoding's ridge least squares
+    # Rows are the artifact's encodings, with the encoding's ridge least squares and product precision
     assert embeddings.config["muvera"]["ridge"] > 0
-    model.ridge = embeddings.config["muvera"]["ridge"]
+    model.ridge, model.precision = embeddings.config["muvera"]["ridge"], embeddings.config["muvera"]["encodeprecision"]
     rows = embeddings.batchtransform([(None, TEXTS[0], None)], category="data")
     np.testing.assert_allclose(np.asarray(rows), model.documents(*pack(matrices[:1])).numpy(), rtol=1e-4, atol=1e-4)
 
