@@ -10,8 +10,10 @@ import pytest
 
 from txtai import Embeddings
 
+from txtai_muvera.array import LateArray
 from txtai_muvera.core.encoder import LateEncoder
 from txtai_muvera.core.files import writejson
+from txtai_muvera.core.store import TokenStore
 from txtai_muvera.errors import ConfigurationError
 
 from helpers import SCORES, TEXTS, exact, late
@@ -84,6 +86,24 @@ def test_candidates_zero_is_muvera_only(pylate_model):
     results = embeddings.search("virus cases", 3)
     for result in results:
         assert result["score"] == pytest.approx(float(expected[0, int(result["id"])]), rel=1e-4)
+
+
+def test_int8_upsert_appends_stored_rows(pylate_model):
+    embeddings = Embeddings(late(pylate_model, dtype="int8"))
+    embeddings.index(TEXTS[:6])
+    ann, before = embeddings.ann, len(embeddings.ann.store)
+
+    # Codes quantize would never produce (largest 100, not 127): quantizing them again would change every row
+    flat = np.random.default_rng(3).integers(-100, 101, size=(5, 16)).astype(np.int8)
+    scales = np.linspace(0.01, 0.05, 5, dtype=np.float32)
+    incoming = TokenStore(16, "int8")
+    incoming.append(flat, [0, 2, 5], scales)
+
+    ann.append(LateArray(np.ones((2, ann.dimensions()), dtype=np.float32), store=incoming))
+    tokens, offsets, stored = ann.store.gather([before, before + 1])
+    assert offsets.tolist() == [0, 2, 5]
+    assert tokens.dtype == np.int8 and tokens.tobytes() == flat.tobytes()
+    assert stored.dtype == np.float32 and stored.tobytes() == scales.tobytes()
 
 
 def test_upsert_delete_save_load(pylate_model, encoder, tmp_path):

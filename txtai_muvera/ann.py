@@ -10,26 +10,22 @@ import numpy as np
 import torch
 
 from txtai.ann import ANN, ANNFactory
-from txtai.serialize import SerializeFactory
 
 from . import plugins
 from .array import LateArray
 from .core.certified import Screens, topk
-from .core.files import IndexFileError, Verifier, checksha256, checksize, describe, npyheader, openfile, readjson, verify, writejson
+from .core.files import IndexFileError, checksha256, checksize, describe, filesunder, verify, writejson
 from .core.folder import recover, replace
 from .core.lemur import ArtifactError, LemurModel
 from .core.resident import Resident
-from .core.store import dequantize
+from .core.store import blocks
+from .core.quantize import dequantize
 from .delegate import delegateconfig, removable, tune
 from .errors import configuration
-from .indexfolder import guard, indexids
+from .indexfolder import FORMAT, LEGACY, VERSION, guard, idsfile, indexids, readfdes, readindexmetadata
 from .lock import ReadWriteLock
 from .core.scan import Scan, encodingrows
 from .settings import DEFAULTS, resolve
-
-# Metadata file format of a saved Muvera index folder, and the earlier version still read (unsealed, sizes only for the
-# arrays, sha256 of delegated files, no index id)
-FORMAT, VERSION, LEGACY = "txtai-muvera-index", 3, 2
 
 # Folder of a learned encoding's artifact inside an index folder
 LEARNED = "lemur"
@@ -145,10 +141,10 @@ class Muvera(ANN):  # pylint: disable=R0904
             fdes = self.encoderows(encoder, store)
 
         with self.lock.write():
-            # Token matrices first, then FDE rows: ids line up with store rows
-            for start in range(0, len(store), 1024):
-                tokens, offsets, scales = store.gather(range(start, min(start + 1024, len(store))))
-                self.store.append(dequantize(tokens, scales), offsets)
+            # Token matrices first, then FDE rows: ids line up with store rows. Stored rows are appended as they are
+            # (int8 rows with their scales), not dequantized and quantized again
+            for _, tokens, offsets, scales in blocks(store):
+                self.store.append(tokens, offsets, scales)
 
             if self.delegate:
                 self.delegate.append(fdes)
@@ -261,7 +257,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             path: index folder
         """
 
-        metadata = readmetadata(path)
+        metadata = readindexmetadata(path)
         files, legacy = metadata["files"], metadata["version"] == LEGACY
         if legacy:
             message = "%s: saved by an earlier txtai-muvera release (format version %d) without data checksums: loaded with size, header and "
@@ -284,7 +280,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         if metadata["delegate"]:
             # Delegated backends parse their files in native code: every file they read is checksummed first
             self.checkdelegate(path, metadata["delegate"])
-            names = listing(path, "fde")
+            names = filesunder(path, "fde")
             if not names or names != sorted(name for name in files if name == "fde" or name.startswith("fde/")):
                 raise IndexFileError(f"{path}: delegated FDE index files {names} do not match muvera.json")
             for name in names:
@@ -297,7 +293,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             delegate = self.loaddelegate(path, metadata["delegate"])
         else:
             shape = (metadata["documents"], metadata["dimensions"])
-            fdes, verifier = readarray(path, "fde.npy", files.get("fde.npy"), shape, self.settings["verify"], legacy)
+            fdes, verifier = readfdes(path, files.get("fde.npy"), shape, self.settings["verify"], legacy)
 
         # Learned encoding artifact
         learned = self.loadlearned(path, files, original)
@@ -418,7 +414,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             files["tokens/store.json"] = describe(os.path.join(folder, "tokens", "store.json"))
             if self.delegate:
                 self.delegate.save(os.path.join(folder, "fde"))
-                for name in listing(folder, "fde"):
+                for name in filesunder(folder, "fde"):
                     files[name] = describe(os.path.join(folder, name))
             else:
                 # Rows loaded from an older float32 index are written in the configured type
@@ -430,7 +426,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             # Learned encoding artifact, in txtai's LEMUR format
             if self.learned:
                 self.learned.save(os.path.join(folder, LEARNED))
-                for name in listing(folder, LEARNED):
+                for name in filesunder(folder, LEARNED):
                     files[name.replace(os.sep, "/")] = describe(os.path.join(folder, name))
 
             metadata = {
@@ -501,8 +497,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         """
 
         rows = np.empty((len(store), encoder.dimensions), dtype=np.float32)
-        for start in range(0, len(store), 1024):
-            tokens, offsets, scales = store.gather(range(start, min(start + 1024, len(store))))
+        for start, tokens, offsets, scales in blocks(store):
             rows[start : start + len(offsets) - 1] = encoder(dequantize(tokens, scales), offsets, "data")
 
         return self.rows(rows)
@@ -730,163 +725,3 @@ class Muvera(ANN):  # pylint: disable=R0904
         tune(delegate)
 
         return delegate
-
-
-def idsfile(root, config):
-    """
-    Reads the live row ids of txtai's ids file (content disabled): position i holds row i's id, None once deleted.
-
-    Args:
-        root: txtai index folder
-        config: txtai embeddings config
-
-    Returns:
-        int64 array of live row ids, or None when there is no ids file to check
-    """
-
-    name = os.path.join(root, "ids")
-    if "ids" in config or not os.path.lexists(name):
-        return None
-
-    # A regular file inside the folder, read with txtai's MessagePack serializer (never its pickle fallback)
-    try:
-        with openfile(name, root) as handle:
-            ids = SerializeFactory.create().loadstream(handle)
-    except IndexFileError:
-        raise
-    except Exception as error:  # pylint: disable=W0718
-        raise IndexFileError(f"{name}: unreadable txtai ids file ({type(error).__name__}: {error})") from error
-
-    if not isinstance(ids, list):
-        raise IndexFileError(f"{name}: not a txtai ids list")
-
-    return np.array([x for x, uid in enumerate(ids) if uid is not None], dtype=np.int64)
-
-
-def readmetadata(path):
-    """
-    Reads and validates the metadata of a saved Muvera index folder.
-
-    Args:
-        path: index folder
-
-    Returns:
-        metadata dict
-
-    Raises:
-        IndexFileError: missing, foreign or corrupt metadata
-    """
-
-    name = os.path.join(path, "muvera.json")
-    if not os.path.lexists(name):
-        raise IndexFileError(f"{path} is not a txtai-muvera index: {name} is missing")
-
-    def check(metadata):
-        if metadata.get("format") != FORMAT:
-            raise IndexFileError(f"{name} is not a txtai-muvera index file")
-        if metadata.get("version") not in (VERSION, LEGACY):
-            raise IndexFileError(f"{name} has format version {metadata.get('version')!r}, this txtai-muvera reads versions {LEGACY} and {VERSION}")
-
-    # Bounded, regular file inside the folder, format and version, then its seal (the earlier version has none)
-    metadata = readjson(name, path, IndexFileError, check, lambda metadata: metadata.get("version") == LEGACY)
-
-    # Field types: everything later code relies on
-    problems = []
-    for key in ("fingerprint", "index"):
-        if not (metadata.get(key) is None or isinstance(metadata[key], str)):
-            problems.append(key)
-    encoding = metadata.get("encoding")
-    if not (encoding is None or (isinstance(encoding, dict) and all(isinstance(v, (int, float, bool, str, type(None))) for v in encoding.values()))):
-        problems.append("encoding")
-    for key, minimum in (("documents", 0), ("dimensions", 1)):
-        value = metadata.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            problems.append(key)
-    if not (metadata.get("delegate") is None or isinstance(metadata["delegate"], dict)):
-        problems.append("delegate")
-    files = metadata.get("files")
-    if not isinstance(files, dict) or not all(isinstance(v, dict) and safename(k) for k, v in files.items()):
-        problems.append("files")
-    if problems:
-        raise IndexFileError(f"{name} is corrupt: invalid {', '.join(problems)}")
-
-    return metadata
-
-
-def safename(name):
-    """
-    Checks that a file name recorded in metadata stays inside the index folder.
-
-    Args:
-        name: relative file name
-
-    Returns:
-        True when name is a plain relative path without parent references
-    """
-
-    parts = name.replace("\\", "/").split("/") if isinstance(name, str) else []
-    return bool(parts) and not os.path.isabs(name) and all(part not in ("", ".", "..") for part in parts)
-
-
-def listing(folder, name):
-    """
-    Lists the files a delegated ANN wrote: the file itself, or every file under its folder.
-
-    Args:
-        folder: index folder
-        name: file or folder name inside it
-
-    Returns:
-        sorted relative file names
-    """
-
-    target = os.path.join(folder, name)
-    if not os.path.isdir(target) or os.path.islink(target):
-        return [name] if os.path.lexists(target) else []
-
-    names = []
-    for root, folders, files in os.walk(target):
-        names.extend(os.path.relpath(os.path.join(root, f), folder) for f in files + [f for f in folders if os.path.islink(os.path.join(root, f))])
-
-    return sorted(names)
-
-
-def readarray(path, name, expected, shape, policy="lazy", legacy=False):
-    """
-    Memory maps a saved .npy array after checking its size, header, dtype and shape. Never unpickles. The dtype is the
-    one recorded in its description (float32 by default).
-
-    Args:
-        path: index folder
-        name: file name
-        expected: recorded description (files.describe, optionally with a dtype)
-        shape: expected shape
-        policy: checksum verification, "load" verifies now, "lazy" and "off" only check size and header (the caller
-            runs the verifier before the rows are first searched, or on verify)
-        legacy: described by an earlier release: size and header only, no checksums (the verifier is None)
-
-    Returns:
-        (read-only memory-mapped array, Verifier)
-
-    Raises:
-        IndexFileError: missing, truncated, foreign or corrupt file
-    """
-
-    filename = os.path.join(path, name)
-    size = checksize(filename, expected, path, IndexFileError, "muvera.json", legacy)
-    dtype = np.dtype(expected.get("dtype", "float32")) if expected.get("dtype", "float32") in ("float32", "float16") else None
-    if dtype is None:
-        raise IndexFileError(f"{filename}: unsupported dtype {expected.get('dtype')!r} in muvera.json")
-
-    # Header only, never the data
-    start = npyheader(filename, size, dtype, shape, IndexFileError, path)
-
-    verifier = Verifier(filename, expected) if not legacy else None
-    if policy == "load" and verifier:
-        verifier.all()
-
-    # Zero rows cannot be memory mapped
-    if not shape[0]:
-        return np.zeros(shape, dtype=dtype), None
-
-    return np.memmap(filename, dtype=dtype, mode="r", offset=start, shape=tuple(shape)), verifier

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .ragged import pack
+from .ragged import checkoffsets, chunks, pack
 
 
 def haar(generator, rows, columns):
@@ -197,14 +197,11 @@ class FDE:  # pylint: disable=R0902
             raise ValueError(f"token width {flat.shape[1]} does not match FDE dimension {self.dimension}")
         flat = flat.float()
 
-        offsets = offsets.cpu().numpy() if isinstance(offsets, torch.Tensor) else np.asarray(offsets)
-        offsets = offsets.astype(np.int64)
-        if offsets.ndim != 1 or not len(offsets) or offsets[0] != 0 or offsets[-1] != flat.shape[0] or (np.diff(offsets) < 0).any():
-            raise ValueError(f"offsets must start at 0, never decrease and end at {flat.shape[0]} (the number of tokens)")
+        offsets = checkoffsets(offsets, flat.shape[0])
 
         # Encode chunk by chunk of whole matrices, straight into the output rows
         outputs = np.zeros((len(offsets) - 1, self.dimensions), dtype=np.float32)
-        for start, end in self.chunks(offsets):
+        for start, end in self.runs(offsets):
             chunk = offsets[start : end + 1]
             self.encode(flat[chunk[0] : chunk[-1]], chunk - chunk[0], category == "data", torch.from_numpy(outputs[start:end]))
 
@@ -319,7 +316,7 @@ class FDE:  # pylint: disable=R0902
 
         return projections
 
-    def chunks(self, offsets):
+    def runs(self, offsets):
         """
         Splits matrices into consecutive chunks that keep every intermediate tensor near BUDGET elements.
 
@@ -335,16 +332,7 @@ class FDE:  # pylint: disable=R0902
         maxtokens = max(1, self.BUDGET // pertoken)
         maxmatrices = max(1, self.BUDGET // self.blocks)
 
-        chunks, start, count = [], 0, len(offsets) - 1
-        while start < count:
-            # Largest end within both limits, at least one matrix
-            end = min(count, start + maxmatrices)
-            end = min(end, int(np.searchsorted(offsets, offsets[start] + maxtokens, side="right")) - 1)
-            end = max(end, start + 1)
-            chunks.append((start, end))
-            start = end
-
-        return chunks
+        return chunks(offsets, maxtokens, maxmatrices)
 
     def tensors(self, device):
         """

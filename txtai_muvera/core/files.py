@@ -123,6 +123,38 @@ def readbytes(filename, root, limit=METADATA, error=IndexFileError):
     return data
 
 
+def readformat(filename, root, kind, fmt, versions, error=IndexFileError):
+    """
+    Reads the sealed metadata file of a saved folder (see readjson) after checking it names the format and a version
+    this release reads. The earlier version, written without a seal, is accepted only without one.
+
+    Args:
+        filename: metadata file path
+        root: folder the metadata describes
+        kind: what the folder is, for messages ("index", "token store")
+        fmt: format name recorded in the file
+        versions: (current version, earlier version still read)
+        error: exception class raised on a problem
+
+    Returns:
+        dict without the seal
+    """
+
+    if not os.path.lexists(filename):
+        raise error(f"{root} is not a txtai-muvera {kind}: {filename} is missing")
+
+    current, legacy = versions
+
+    def check(metadata):
+        if metadata.get("format") != fmt:
+            raise error(f"{filename}: not a txtai-muvera {kind} file (format is not {fmt!r})")
+        if metadata.get("version") not in (current, legacy):
+            version = metadata.get("version")
+            raise error(f"{filename}: unsupported {kind} version {version!r}, this txtai-muvera reads versions {legacy} and {current}")
+
+    return readjson(filename, root, error, check, lambda metadata: metadata.get("version") == legacy)
+
+
 def readjson(filename, root, error=IndexFileError, check=None, unsealed=None):
     """
     Reads a metadata file written by writejson: bounded read, strict UTF-8 JSON object, then its seal (a CRC32 of its
@@ -302,14 +334,14 @@ def checksize(filename, expected, root, error=IndexFileError, metadata="metadata
 
 def verify(filename, expected, root, error=IndexFileError, metadata="metadata", data=None):
     """
-    Checks a file's size and every block checksum against its recorded description.
+    Checks a file's size (see checksize), then reads it once and checks every block checksum of its description.
 
     Args:
         filename: file path
-        expected: recorded description (see describe)
-        root: index folder
-        error: exception class raised on a problem
-        metadata: name of the metadata file, for messages
+        expected: description with size and block checksums (see describe)
+        root: folder the file must stay inside
+        error: exception class raised on a size or checksum problem
+        metadata: metadata file that records the description, named in messages
         data: the file's bytes when already read (bounded by the caller)
 
     Returns:
@@ -359,6 +391,73 @@ def checksha256(filename, expected, size, root, error=IndexFileError, data=None)
         raise error(f"{filename}: changed while it was read")
     if not isinstance(expected, str) or expected != f"sha256:{digest.hexdigest()}":
         raise error(f"{filename}: checksum mismatch, file is corrupt")
+
+
+def safename(name):
+    """
+    Checks that a file name recorded in metadata stays inside its folder.
+
+    Args:
+        name: relative file name
+
+    Returns:
+        True when name is a plain relative path without parent references
+    """
+
+    parts = name.replace("\\", "/").split("/") if isinstance(name, str) else []
+    return bool(parts) and not os.path.isabs(name) and all(part not in ("", ".", "..") for part in parts)
+
+
+def filesunder(folder, name):
+    """
+    Lists a file, or every file under a folder, as names relative to folder (links listed, never followed).
+
+    Args:
+        folder: parent folder
+        name: file or folder name inside it
+
+    Returns:
+        sorted relative file names
+    """
+
+    target = os.path.join(folder, name)
+    if not os.path.isdir(target) or os.path.islink(target):
+        return [name] if os.path.lexists(target) else []
+
+    names = []
+    for root, folders, files in os.walk(target):
+        names.extend(os.path.relpath(os.path.join(root, f), folder) for f in files + [f for f in folders if os.path.islink(os.path.join(root, f))])
+
+    return sorted(names)
+
+
+def mapnpy(filename, expected, root, dtype, shape, error=IndexFileError, metadata="metadata", legacy=False):
+    """
+    Memory maps a saved .npy array after checking its size against its description and its header against dtype and
+    shape. Never unpickles, never reads the data: the returned verifier checksums it.
+
+    Args:
+        filename: file path
+        expected: recorded description (see describe)
+        root: folder the file must stay inside
+        dtype: expected dtype
+        shape: expected shape
+        error: exception class raised on a problem
+        metadata: name of the metadata file, for messages
+        legacy: described by an earlier release (size only): no verifier
+
+    Returns:
+        (read-only array, Verifier or None, offset of the data in the file)
+    """
+
+    size = checksize(filename, expected, root, error, metadata, legacy)
+    start = npyheader(filename, size, dtype, shape, error, root)
+    verifier = Verifier(filename, expected, error) if not legacy else None
+
+    # Zero rows cannot be memory mapped
+    shape = tuple(shape)
+    array = np.memmap(filename, dtype=dtype, mode="r", offset=start, shape=shape) if shape[0] else np.zeros(shape, dtype=dtype)
+    return array, verifier, start
 
 
 class Verifier:

@@ -5,6 +5,8 @@ MaxSim module
 import numpy as np
 import torch
 
+from .ragged import checkoffsets, chunks
+
 # Elements of each score chunk (queries tokens x document tokens): bounds memory, small enough to stay in cache on CPU
 BUDGET = 1 << 20
 
@@ -60,7 +62,7 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     if queries.shape[1] != documents.shape[1]:
         raise ValueError(f"query width {queries.shape[1]} does not match document width {documents.shape[1]}")
 
-    qoffsets, doffsets = offsets(qoffsets, queries.shape[0], "qoffsets"), offsets(doffsets, documents.shape[0], "doffsets")
+    qoffsets, doffsets = checkoffsets(qoffsets, queries.shape[0], "qoffsets"), checkoffsets(doffsets, documents.shape[0], "doffsets")
 
     # Quantized documents need one scale per token
     if scales is not None:
@@ -244,28 +246,6 @@ def padded(qtokens, dtokens, starts, lengths):
     return products.amax(dim=1).float().T
 
 
-def chunks(offsets, tokens):
-    """
-    Splits matrices into consecutive runs of about `tokens` tokens, at least one matrix each.
-
-    Args:
-        offsets: int64 numpy offsets
-        tokens: target tokens per run
-
-    Returns:
-        list of (first matrix, end matrix)
-    """
-
-    runs, start, count = [], 0, len(offsets) - 1
-    while start < count:
-        end = max(start + 1, int(np.searchsorted(offsets, offsets[start] + tokens, side="right")) - 1)
-        end = min(end, count)
-        runs.append((start, end))
-        start = end
-
-    return runs
-
-
 def tensor(data):
     """
     Wraps arrays as tensors without copying.
@@ -278,23 +258,3 @@ def tensor(data):
     """
 
     return data if isinstance(data, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(data))
-
-
-def offsets(data, rows, name):
-    """
-    Validates offsets against the number of token rows.
-
-    Args:
-        data: offsets array, tensor or list
-        rows: number of token rows
-        name: argument name for errors
-
-    Returns:
-        int64 numpy offsets
-    """
-
-    data = (data.cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)).astype(np.int64)
-    if data.ndim != 1 or not len(data) or data[0] != 0 or data[-1] != rows or (np.diff(data) < 0).any():
-        raise ValueError(f"{name} must start at 0, never decrease and end at {rows} (the number of token rows)")
-
-    return data
