@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import torch
 
-from txtai.ann import ANN, ANNFactory
+from txtai.ann import ANN
 
 from . import plugins
 from .array import LateArray
@@ -20,12 +20,12 @@ from .core.lemur import ArtifactError, LemurModel
 from .core.resident import Resident
 from .core.store import blocks
 from .core.quantize import dequantize
-from .delegate import delegateconfig, removable, tune
+from .delegate import checksaved, createdelegate, loadsaved, removable, tune
 from .errors import configuration
-from .indexfolder import FORMAT, LEGACY, VERSION, guard, idsfile, indexids, readfdes, readindexmetadata
+from .indexfolder import FORMAT, LEGACY, VERSION, checkconsistent, guard, readfdes, readindexmetadata
 from .lock import ReadWriteLock
-from .core.scan import Scan, encodingrows
-from .settings import DEFAULTS, resolve
+from .core.scan import Scan, encodingrows, fderows
+from .settings import DEFAULTS, builtparams, configuredstore, resolve
 
 # Folder of a learned encoding's artifact inside an index folder
 LEARNED = "lemur"
@@ -81,7 +81,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
     def index(self, embeddings):
         store = self.tokenstore(embeddings)
-        fdes = self.rows(embeddings)
+        fdes = fderows(embeddings)
         if fdes.shape[0] != len(store):
             raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
 
@@ -117,7 +117,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             if self.settings["search"] == "exact":
                 self.fdes = encodingrows(fdes, self.settings["encodingdtype"])
             else:
-                self.delegate = self.createdelegate(fdes.shape[1], fdes.shape[0])
+                self.delegate = createdelegate(self.settings["search"], fdes.shape[1], fdes.shape[0])
                 self.delegate.index(fdes)
                 tune(self.delegate)
 
@@ -129,7 +129,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         # Everything is checked before the index changes
         self.check(embeddings)
         store = self.tokenstore(embeddings)
-        fdes = self.rows(embeddings)
+        fdes = fderows(embeddings)
         if fdes.shape[0] != len(store):
             raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
         if self.store is not None and store.dimension != self.store.dimension:
@@ -266,20 +266,20 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         # The config must ask for the FDE parameters and model the index was built with
         original = self.config.get("muvera")
-        self.configure(metadata, os.path.join(path, "muvera.json"))
+        self.config["muvera"], self.params = builtparams(metadata, self.settings, self.params, original, os.path.join(path, "muvera.json"))
 
         # Token store: bound to this muvera.json by its sealed store.json (not recorded by the earlier release), then the
         # store validates its own folder
         if not legacy:
             verify(os.path.join(path, "tokens", "store.json"), files.get("tokens/store.json"), path, IndexFileError, "muvera.json")
-        store = plugins.lookup("stores", self.settings["store"]).load(os.path.join(path, "tokens"), verify=self.settings["verify"])
+        store = configuredstore(self.settings, path=os.path.join(path, "tokens"))
         if len(store) != metadata["documents"]:
             raise IndexFileError(f"{path}: token store holds {len(store)} documents, muvera.json records {metadata['documents']}")
 
         fdes, delegate, verifier = None, None, None
         if metadata["delegate"]:
             # Delegated backends parse their files in native code: every file they read is checksummed first
-            self.checkdelegate(path, metadata["delegate"])
+            checksaved(path, metadata["delegate"], self.settings["search"])
             names = filesunder(path, "fde")
             if not names or names != sorted(name for name in files if name == "fde" or name.startswith("fde/")):
                 raise IndexFileError(f"{path}: delegated FDE index files {names} do not match muvera.json")
@@ -290,7 +290,7 @@ class Muvera(ANN):  # pylint: disable=R0904
                     checksha256(filename, files[name].get("sha256"), size, path)
                 else:
                     verify(filename, files[name], path, IndexFileError, "muvera.json")
-            delegate = self.loaddelegate(path, metadata["delegate"])
+            delegate = loadsaved(path, metadata["delegate"])
         else:
             shape = (metadata["documents"], metadata["dimensions"])
             fdes, verifier = readfdes(path, files.get("fde.npy"), shape, self.settings["verify"], legacy)
@@ -299,7 +299,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         learned = self.loadlearned(path, files, original)
 
         # Consistency with txtai's files: index identity (not recorded by the earlier release), documents and offset
-        offset = self.consistent(path, metadata, store)
+        offset = checkconsistent(path, metadata, store, self.config)
 
         # An earlier release's index gets an identity now: the next save records it in config.json and muvera.json
         if legacy:
@@ -312,53 +312,6 @@ class Muvera(ANN):  # pylint: disable=R0904
         if offset > len(store):
             self.pad(offset)
         self.config["offset"] = offset
-
-    def consistent(self, path, metadata, store):
-        """
-        Checks a loaded folder against txtai's files: the index identity in config.json, the offset txtai numbers new
-        rows from, and the rows txtai's documents database (or ids file) refers to. txtai's Embeddings.save writes
-        config.json, then this folder, then its database: a crash leaves config.json ahead of this folder (repaired by
-        padding, see pad), or this folder ahead of the database (refused).
-
-        Args:
-            path: Muvera index folder
-            metadata: muvera.json
-            store: loaded token store
-
-        Returns:
-            txtai's offset
-        """
-
-        # An earlier release's folder records no identity: config.json may name one when the first save after the upgrade
-        # wrote config.json and died before this folder
-        name, rows = os.path.join(path, "muvera.json"), len(store)
-        block = self.config.get("muvera") if isinstance(self.config.get("muvera"), dict) else {}
-        if block.get("index") and metadata.get("index") != block["index"] and metadata["version"] != LEGACY:
-            raise IndexFileError(
-                f"{name}: belongs to another index than config.json (index {metadata.get('index')}, config.json names {block['index']})"
-            )
-
-        offset = self.config.get("offset", rows)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < rows:
-            raise IndexFileError(
-                f"{name}: {rows} rows, but config.json offset is {offset!r}: the folder is newer than config.json or from another index"
-            )
-
-        # Rows txtai refers to (its documents database, or its ids file when content is disabled) must be the live rows
-        root, referenced = os.path.dirname(path), None
-        if os.path.basename(path) == "embeddings":
-            referenced = indexids(root, self.config) if self.config.get("content") else idsfile(root, self.config)
-        if referenced is not None:
-            live = np.flatnonzero(~np.asarray(store.deleted))
-            if len(referenced) != len(live) or not np.array_equal(np.sort(referenced), live):
-                extra = np.setdiff1d(referenced, live)[:5].tolist()
-                missing = np.setdiff1d(live, referenced)[:5].tolist()
-                raise IndexFileError(
-                    f"{name}: txtai's documents do not match the index rows (rows only in the documents: {extra}, only in the index: {missing}): "
-                    "an interrupted save left the folder inconsistent, restore a backup or rebuild"
-                )
-
-        return offset
 
     def pad(self, offset):
         """
@@ -500,7 +453,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         for start, tokens, offsets, scales in blocks(store):
             rows[start : start + len(offsets) - 1] = encoder(dequantize(tokens, scales), offsets, "data")
 
-        return self.rows(rows)
+        return fderows(rows)
 
     def loadlearned(self, path, files, original):
         """
@@ -573,66 +526,6 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         return self.delegate.config.get("dimensions") if self.delegate else None
 
-    def rows(self, embeddings):
-        """
-        Reads FDE rows as a contiguous float32 array, refusing NaN and inf.
-
-        Args:
-            embeddings: FDE rows
-
-        Returns:
-            float32 array
-        """
-
-        fdes = np.ascontiguousarray(embeddings, dtype=np.float32)
-        if fdes.ndim != 2:
-            raise ValueError(f"FDE vectors must be a 2D array, got shape {fdes.shape}")
-
-        # Chunked so a large memory-mapped array is not copied to test it
-        for start in range(0, fdes.shape[0], 65536):
-            if not np.isfinite(fdes[start : start + 65536]).all():
-                raise ValueError("FDE vectors contain NaN or infinite values")
-
-        return fdes
-
-    def configure(self, metadata, name):
-        """
-        Checks the config's FDE parameters against the ones the index was built with and fills in the rest, so the
-        vectors model built after this load encodes like the index.
-
-        Args:
-            metadata: index metadata
-            name: metadata file, for messages
-        """
-
-        # Parameters added to the encoding after this index was built take the values it was built with
-        if metadata["encoding"]:
-            legacy = getattr(plugins.lookup("encodings", self.settings["encoding"]), "LEGACY", {})
-            metadata["encoding"] = {**legacy, **metadata["encoding"]}
-
-        saved = {k: v for k, v in (metadata["encoding"] or {}).items() if k != "dimension"}
-        changed = sorted(k for k, v in self.params.items() if k in saved and saved[k] != v)
-        if changed:
-            built = ", ".join(f"{k}={saved[k]!r}" for k in changed)
-            asked = ", ".join(f"{k}={self.params[k]!r}" for k in changed)
-            raise IndexFileError(
-                f"{name}: this index was built with FDE parameters {built}, the config asks for {asked}: load it without changing them"
-            )
-
-        # Saved parameters must be ones the encoding accepts, checked here rather than when txtai builds the vectors model
-        try:
-            resolve({"encoding": self.settings["encoding"], **saved})
-        except ValueError as error:
-            encoding = self.settings["encoding"]
-            raise IndexFileError(f"{name}: records encoding parameters the {encoding!r} encoding does not accept ({error})") from error
-
-        block = self.config.get("muvera")
-        block = dict(block) if isinstance(block, dict) else {}
-        if metadata["fingerprint"]:
-            block.setdefault("fingerprint", metadata["fingerprint"])
-        self.config["muvera"] = {**saved, **block}
-        self.params = {**saved, **self.params}
-
     def tokenstore(self, embeddings):
         """
         Gets the token store that travels with FDE rows, building one from plain token matrices when needed.
@@ -648,80 +541,8 @@ class Muvera(ANN):  # pylint: disable=R0904
             return embeddings.store
 
         if isinstance(embeddings, LateArray) and embeddings.tokens is not None:
-            store = plugins.lookup("stores", self.settings["store"])(embeddings.tokens.shape[1], self.settings["dtype"])
+            store = configuredstore(self.settings, embeddings.tokens.shape[1])
             store.append(embeddings.tokens, embeddings.offsets)
             return store
 
         raise ValueError("txtai_muvera.Muvera needs token vectors with its FDE rows: set method: txtai_muvera.LateVectors")
-
-    def createdelegate(self, dimensions, rows=None):
-        """
-        Creates the txtai ANN that searches FDE rows, when muvera.search names a backend.
-
-        Args:
-            dimensions: FDE width
-            rows: number of rows to index
-
-        Returns:
-            txtai ANN
-        """
-
-        config = self.delegateconfig(dimensions, rows)
-        config["dimensions"] = dimensions
-        return ANNFactory.create(config)
-
-    def delegateconfig(self, dimensions=None, rows=None):
-        """
-        Builds the delegated ANN config from muvera.search: a txtai ANN backend, a preset name or a dict.
-
-        Args:
-            dimensions: candidate vector width
-            rows: number of rows to index
-
-        Returns:
-            config dict with a backend key
-        """
-
-        return delegateconfig(self.settings["search"], dimensions, rows)
-
-    def checkdelegate(self, path, saved):
-        """
-        Checks the delegated ANN config of a saved folder. Only the backend this config names is accepted: a saved file
-        never chooses which code runs.
-
-        Args:
-            path: index folder
-            saved: delegate config from muvera.json
-        """
-
-        name = os.path.join(path, "muvera.json")
-        backend = self.delegateconfig()["backend"] if self.settings["search"] != "exact" else None
-        if not isinstance(saved, dict) or saved.get("backend") != backend:
-            found = saved.get("backend") if isinstance(saved, dict) else saved
-            raise IndexFileError(f"{name}: delegated FDE search {found!r} is not the configured {backend!r}")
-        dimensions = saved.get("dimensions")
-        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
-            raise IndexFileError(f"{name}: invalid delegate dimensions {dimensions!r}")
-
-    def loaddelegate(self, path, saved):
-        """
-        Loads the delegated ANN of a checked folder.
-
-        Args:
-            path: index folder
-            saved: delegate config from muvera.json
-
-        Returns:
-            txtai ANN
-        """
-
-        delegate = ANNFactory.create(dict(saved))
-        try:
-            delegate.load(os.path.join(path, "fde"))
-        except (RuntimeError, OSError, ValueError, KeyError, TypeError) as error:
-            raise IndexFileError(f"{os.path.join(path, 'fde')}: unreadable delegated FDE index ({error})") from error
-
-        # Search settings faiss does not save
-        tune(delegate)
-
-        return delegate

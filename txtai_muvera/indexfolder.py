@@ -89,6 +89,50 @@ def indexids(root, config):
     return np.array([row[0] for row in rows], dtype=np.int64)
 
 
+def checkconsistent(path, metadata, store, config):
+    """
+    Checks a loaded folder against txtai's files: the index identity in config.json, the offset txtai numbers new
+    rows from, and the rows txtai's documents database (or ids file) refers to. txtai's Embeddings.save writes
+    config.json, then this folder, then its database: a crash leaves config.json ahead of this folder (repaired by
+    padding, see Muvera.pad), or this folder ahead of the database (refused).
+
+    Args:
+        path: Muvera index folder
+        metadata: muvera.json
+        store: loaded token store
+
+    Returns:
+        txtai's offset
+    """
+
+    # An earlier release's folder records no identity: config.json may name one when the first save after the upgrade
+    # wrote config.json and died before this folder
+    name, rows = os.path.join(path, "muvera.json"), len(store)
+    block = config.get("muvera") if isinstance(config.get("muvera"), dict) else {}
+    if block.get("index") and metadata.get("index") != block["index"] and metadata["version"] != LEGACY:
+        raise IndexFileError(f"{name}: belongs to another index than config.json (index {metadata.get('index')}, config.json names {block['index']})")
+
+    offset = config.get("offset", rows)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < rows:
+        raise IndexFileError(f"{name}: {rows} rows, but config.json offset is {offset!r}: the folder is newer than config.json or from another index")
+
+    # Rows txtai refers to (its documents database, or its ids file when content is disabled) must be the live rows
+    root, referenced = os.path.dirname(path), None
+    if os.path.basename(path) == "embeddings":
+        referenced = indexids(root, config) if config.get("content") else idsfile(root, config)
+    if referenced is not None:
+        live = np.flatnonzero(~np.asarray(store.deleted))
+        if len(referenced) != len(live) or not np.array_equal(np.sort(referenced), live):
+            extra = np.setdiff1d(referenced, live)[:5].tolist()
+            missing = np.setdiff1d(live, referenced)[:5].tolist()
+            raise IndexFileError(
+                f"{name}: txtai's documents do not match the index rows (rows only in the documents: {extra}, only in the index: {missing}): "
+                "an interrupted save left the folder inconsistent, restore a backup or rebuild"
+            )
+
+    return offset
+
+
 def idsfile(root, config):
     """
     Reads the live row ids of txtai's ids file (content disabled): position i holds row i's id, None once deleted.

@@ -17,7 +17,7 @@ from .core.maxsim import maxsim
 from .core.ragged import pack
 from .errors import configuration
 from .indexfolder import guard
-from .settings import checkconfig, resolve
+from .settings import checkconfig, configuredstore, resolve
 
 # txtai major versions whose Vectors methods LateVectors overrides (vectors re-implements txtai's bulk encoding loop)
 SUPPORTED = (9,)
@@ -136,7 +136,7 @@ class LateVectors(Vectors):
                 if buffer
                 else np.empty((len(ids), dimensions), np.float32)
             )
-            store = plugins.lookup("stores", self.settings["store"])(self.model.dimension, self.settings["dtype"])
+            store = configuredstore(self.settings, self.model.dimension)
 
             with open(stream, "rb") as queue:
                 x = 0

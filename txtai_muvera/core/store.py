@@ -7,9 +7,11 @@ import shutil
 
 import numpy as np
 
+from .arrays import grow, readonly, take
 from .folder import syncdir
 from .quantize import dequantize, quantize
-from .ragged import checkoffsets, pack
+from .inputs import checkbatch, checkquantized, storedfloats
+from .ragged import pack
 from .storefolder import DTYPES, VERIFY, StoreError, isstore, maptokens, openstore, writestore
 
 
@@ -103,7 +105,7 @@ class TokenStore:
             offsets array
         """
 
-        return self._readonly(self._offsets[: self._rows + 1])
+        return readonly(self._offsets[: self._rows + 1])
 
     @property
     def deleted(self):
@@ -114,7 +116,7 @@ class TokenStore:
             deleted array
         """
 
-        return self._readonly(self._deleted[: self._rows])
+        return readonly(self._deleted[: self._rows])
 
     @property
     def mapped(self):
@@ -164,20 +166,20 @@ class TokenStore:
             range of the row ids assigned
         """
 
-        flat, offsets = self._validate(flat, offsets)
+        flat, offsets = checkbatch(flat, offsets, self.dimension)
         if scales is not None:
-            flat, scales = self._quantized(flat, scales)
+            flat, scales = checkquantized(flat, scales)
             if self.dtype != "int8":
                 flat, scales = dequantize(flat, scales), None
 
         # Stored int8 rows as they are, float rows quantized per token vector for an int8 store
-        values = flat if scales is not None else self._stored(flat, offsets)
+        values = flat if scales is not None else storedfloats(flat, offsets, self.dtype)
         if scales is None and self.dtype == "int8":
             values, scales = quantize(values)
 
         # Append tokens to the tail
         start = self._tailsize
-        self._tail, self._tailscales = self._reserve(self._tail, self._tailscales, start + len(values))
+        self._tail, self._tailscales = grow(self._tail, start + len(values), start), grow(self._tailscales, start + len(values), start)
         self._tail[start : start + len(values)] = values
         if scales is not None:
             self._tailscales[start : start + len(values)] = scales
@@ -185,9 +187,9 @@ class TokenStore:
 
         # Append offsets shifted by the current token count and live tombstones
         rows, count = self._rows, len(offsets) - 1
-        self._offsets = self._grow(self._offsets, rows + 1 + count)
+        self._offsets = grow(self._offsets, rows + 1 + count)
         self._offsets[rows + 1 : rows + 1 + count] = offsets[1:] + self._offsets[rows]
-        self._deleted = self._grow(self._deleted, rows + count)
+        self._deleted = grow(self._deleted, rows + count)
         self._deleted[rows : rows + count] = False
         self._rows += count
 
@@ -278,8 +280,8 @@ class TokenStore:
             ends = np.minimum(starts + lengths, len(self._base))
             verifier.ranges(start + starts * rowbytes, start + ends * rowbytes)
 
-        flat = self._take(self._base, self._tail, index)
-        scales = self._take(self._basescales, self._tailscales, index) if self.dtype == "int8" else None
+        flat = take(self._base, self._tail, index)
+        scales = take(self._basescales, self._tailscales, index) if self.dtype == "int8" else None
 
         return flat, offsets, scales
 
@@ -383,13 +385,7 @@ class TokenStore:
         read; store.json, offsets and tombstones are read and checksummed. The memory-mapped files are checksummed
         block by block according to verify.
 
-        Recovery: path is loaded when it exists. When path is missing but path.old exists, a save crashed between its two
-        renames and path.old, the last complete store, is loaded. A path.tmp folder is never loaded: it is an unfinished
-        save, ignored and removed by the next save.
-
-        A store saved by the previous release (version 1: unsealed store.json, sha256 of offsets and tombstones, no data
-        checksums) loads with those checks, its tokens checked by size and header only whatever verify says; saving it
-        writes the current version.
+        Crash recovery and the previous release's format: see storefolder.openstore.
 
         Args:
             path: store folder
@@ -432,72 +428,6 @@ class TokenStore:
         for verifier, _, _ in self._verifiers:
             verifier.all()
 
-    def _validate(self, flat, offsets):
-        """
-        Checks an append batch.
-
-        Args:
-            flat: flat token matrix
-            offsets: offsets
-
-        Returns:
-            (flat, int64 offsets) as numpy arrays
-        """
-
-        flat = np.asarray(flat)
-        if flat.ndim != 2:
-            raise ValueError(f"token matrix must be 2 dimensional (tokens x dim), got shape {flat.shape}")
-        if flat.shape[1] != self.dimension:
-            raise ValueError(f"token matrix width {flat.shape[1]} does not match store dimension {self.dimension}")
-        if flat.dtype.kind not in "fiu":
-            raise ValueError(f"token vectors must be real numbers, got dtype {flat.dtype}")
-
-        return flat, checkoffsets(offsets, len(flat))
-
-    def _stored(self, flat, offsets):
-        """
-        Converts float rows to the stored float type, refusing NaN, inf and values past its range.
-
-        Args:
-            flat: validated flat token matrix
-            offsets: validated offsets, to name the matrix at fault
-
-        Returns:
-            float16 or float32 rows
-        """
-
-        # Converted first: overflow to inf is caught with NaN and inf inputs in one pass
-        with np.errstate(over="ignore"):
-            values = flat.astype(np.float16 if self.dtype == "float16" else np.float32, copy=False)
-        if not np.isfinite(values).all():
-            row = int(np.searchsorted(offsets, np.flatnonzero(~np.isfinite(values).all(axis=1))[0], side="right")) - 1
-            overflow = flat.dtype.kind != "f" or np.isfinite(flat).all()
-            problem = f"values beyond the {values.dtype} range" if overflow else "NaN or infinite values"
-            raise ValueError(f"token vectors contain {problem} (matrix {row} of the batch)")
-
-        return values
-
-    @staticmethod
-    def _quantized(flat, scales):
-        """
-        Checks int8 rows and their per token scales.
-
-        Args:
-            flat: int8 rows
-            scales: float32 scales, one per row
-
-        Returns:
-            (int8 rows, float32 scales)
-        """
-
-        scales = np.asarray(scales)
-        if flat.dtype != np.int8:
-            raise ValueError(f"token vectors with scales must be int8, got dtype {flat.dtype}")
-        if scales.shape != (len(flat),) or scales.dtype.kind != "f" or not (np.isfinite(scales) & (scales >= 0)).all():
-            raise ValueError(f"scales must be {len(flat)} finite, non-negative floats, one per token vector")
-
-        return flat, scales.astype(np.float32, copy=False)
-
     def _ids(self, ids):
         """
         Converts and range checks row ids.
@@ -533,75 +463,6 @@ class TokenStore:
 
         return np.zeros((size, self.dimension), dtype=self.dtype), np.zeros(size, dtype=np.float32) if self.dtype == "int8" else None
 
-    def _reserve(self, tail, scales, size):
-        """
-        Grows the tail to hold size tokens, doubling capacity so appends are amortised O(1).
-
-        Args:
-            tail: tail tokens
-            scales: tail scales or None
-            size: required token capacity
-
-        Returns:
-            (tail, scales)
-        """
-
-        if size <= len(tail):
-            return tail, scales
-
-        capacity = max(size, 2 * len(tail), 256)
-        grown, grownscales = self._empty(capacity)
-        grown[: self._tailsize] = tail[: self._tailsize]
-        if scales is not None:
-            grownscales[: self._tailsize] = scales[: self._tailsize]
-
-        return grown, grownscales
-
-    def _grow(self, array, size):
-        """
-        Grows a 1D array to hold size entries by capacity doubling.
-
-        Args:
-            array: array
-            size: required size
-
-        Returns:
-            array with len >= size, existing values kept
-        """
-
-        if size <= len(array):
-            return array
-
-        grown = np.zeros(max(size, 2 * len(array), 256), dtype=array.dtype)
-        grown[: len(array)] = array
-        return grown
-
-    def _take(self, base, tail, index):
-        """
-        Reads token positions across the base and the tail.
-
-        Args:
-            base: base array (memory map or in memory)
-            tail: tail array
-            index: int64 token positions
-
-        Returns:
-            array with one entry per index
-        """
-
-        size = len(base)
-        if not len(index) or index.max() < size:
-            return np.asarray(base[index])
-        if index.min() >= size:
-            return tail[index - size]
-
-        # Mixed: split reads between both parts
-        inbase = index < size
-        output = np.empty((len(index),) + base.shape[1:], dtype=base.dtype)
-        output[inbase] = base[index[inbase]]
-        output[~inbase] = tail[index[~inbase] - size]
-        return output
-
     def _map(self, path, config, policy, mmap=True):
         """
         Opens the tokens (and scales) files of a folder, see storefolder.maptokens.
@@ -620,22 +481,6 @@ class TokenStore:
             self._lazy = policy == "lazy"
         tokens, scales, self._verifiers = maptokens(path, config, policy, mmap)
         return tokens, scales
-
-    @staticmethod
-    def _readonly(array):
-        """
-        Makes a read-only view.
-
-        Args:
-            array: array
-
-        Returns:
-            read-only view
-        """
-
-        view = array.view()
-        view.flags.writeable = False
-        return view
 
 
 def blocks(store, size=1024, start=0):

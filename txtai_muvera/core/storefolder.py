@@ -114,7 +114,11 @@ def openstore(path):
     Opens a saved token store: finds its folder, reads store.json, then reads and checks the offsets and tombstones.
 
     Recovery: path is read when it exists. When path is missing but path.old exists, a save crashed between its two
-    renames and path.old, the last complete store, is read. A path.tmp folder is never read: it is an unfinished save.
+    renames and path.old, the last complete store, is read. A path.tmp folder is never read: it is an unfinished save,
+    removed by the next save.
+
+    A store saved by the previous release (version 1: unsealed store.json, sha256 of offsets and tombstones, no data
+    checksums) is read with those checks, its tokens checked by size and header only; saving it writes the current version.
 
     Args:
         path: store folder
