@@ -39,7 +39,7 @@ def late(model, **muvera):
     return {"path": str(model), "method": "txtai_muvera.LateVectors", "backend": "txtai_muvera.Muvera", "content": True, "muvera": muvera}
 
 
-def exact(encoder, query, text, reduce="mean"):
+def exactmaxsim(encoder, query, text, reduce="mean"):
     """
     Brute-force MaxSim of a query and a document, encoded afresh.
     """

@@ -16,7 +16,7 @@ from txtai_muvera.core.files import writejson
 from txtai_muvera.core.store import TokenStore
 from txtai_muvera.errors import ConfigurationError
 
-from helpers import SCORES, TEXTS, exact, late
+from helpers import SCORES, TEXTS, exactmaxsim, late
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def encoder(pylate_model):
     return LateEncoder(str(pylate_model), gpu=False)
 
 
-def check(embeddings, encoder, queries, tolerance):
+def checkscores(embeddings, encoder, queries, tolerance):
     """
     Asserts every returned score equals a fresh exact MaxSim of that query and document.
     """
@@ -33,7 +33,7 @@ def check(embeddings, encoder, queries, tolerance):
         results = embeddings.search(query, 5)
         assert results
         for result in results:
-            assert result["score"] == pytest.approx(exact(encoder, query, result["text"]), abs=tolerance)
+            assert result["score"] == pytest.approx(exactmaxsim(encoder, query, result["text"]), abs=tolerance)
 
         # Sorted by score
         scores = [r["score"] for r in results]
@@ -45,11 +45,11 @@ def test_index_search_exact_scores(pylate_model, encoder):
     embeddings.index(TEXTS)
 
     assert embeddings.count() == len(TEXTS)
-    check(embeddings, encoder, ["virus cases", "lottery ticket winner", "frog species"], SCORES)
+    checkscores(embeddings, encoder, ["virus cases", "lottery ticket winner", "frog species"], SCORES)
 
     # Every document is a candidate here, so the top result is the exact MaxSim argmax over the corpus
     query = "ice shelf collapse"
-    best = max(range(len(TEXTS)), key=lambda x: exact(encoder, query, TEXTS[x]))
+    best = max(range(len(TEXTS)), key=lambda x: exactmaxsim(encoder, query, TEXTS[x]))
     assert embeddings.search(query, 1)[0]["id"] == str(best)
 
 
@@ -57,7 +57,7 @@ def test_float16_and_int8_scores(pylate_model, encoder):
     for dtype, tolerance in [("float16", 2e-3), ("int8", 1e-2)]:
         embeddings = Embeddings(late(pylate_model, dtype=dtype))
         embeddings.index(TEXTS)
-        check(embeddings, encoder, ["interest rates", "diabetes"], tolerance)
+        checkscores(embeddings, encoder, ["interest rates", "diabetes"], tolerance)
 
 
 def test_batchsearch_and_sql(pylate_model):
@@ -125,12 +125,12 @@ def test_upsert_delete_save_load(pylate_model, encoder, tmp_path):
         ids = {r["id"] for q in ["ice cream summer", "virus", "profits", "frog"] for r in loaded.search(q, 10)}
         assert not ids & {"0", "5"}
         assert {"1", "3", "20", "21"} <= ids
-        check(loaded, encoder, ["ice cream summer", "solar electricity", "bear attack"], 2e-3)
+        checkscores(loaded, encoder, ["ice cream summer", "solar electricity", "bear attack"], 2e-3)
 
         # Upsert after load keeps working
         loaded.upsert([(30, "Bears attack campers in Yellowstone", None)])
         assert loaded.search("bear attack campers", 1)[0]["id"] == "30"
-        check(loaded, encoder, ["bear attack campers"], 2e-3)
+        checkscores(loaded, encoder, ["bear attack campers"], 2e-3)
 
 
 def test_index_from_previous_release(pylate_model, tmp_path):
@@ -213,7 +213,7 @@ def test_delegated_fde_search(pylate_model, encoder, tmp_path, search):
     embeddings = Embeddings(late(pylate_model, search=search))
     embeddings.index(TEXTS)
     embeddings.delete(["4"])
-    check(embeddings, encoder, ["virus cases", "frog"], 2e-3)
+    checkscores(embeddings, encoder, ["virus cases", "frog"], 2e-3)
     assert "4" not in [r["id"] for r in embeddings.search(TEXTS[4], 5)]
 
     embeddings.save(str(tmp_path / "delegated"))
@@ -226,7 +226,7 @@ def test_similarity_method(pylate_model, encoder):
     scores = embeddings.similarity("virus cases", TEXTS[:4])
     assert sorted(uid for uid, _ in scores) == [0, 1, 2, 3]
     for uid, score in scores:
-        assert score == pytest.approx(exact(encoder, "virus cases", TEXTS[uid]), abs=SCORES)
+        assert score == pytest.approx(exactmaxsim(encoder, "virus cases", TEXTS[uid]), abs=SCORES)
 
 
 def test_bad_config(pylate_model):

@@ -14,7 +14,7 @@ from txtai.ann import ANN
 from . import plugins
 from .array import LateArray
 from .core.certified import Screens, topk
-from .core.files import IndexFileError, checksha256, checksize, describe, filesunder, verify, writejson
+from .core.files import IndexFileError, checksha256, checksize, describefile, filesunder, verify, writejson
 from .core.folder import recover, replace
 from .core.lemur import ArtifactError, LemurModel
 from .core.resident import Resident
@@ -25,7 +25,7 @@ from .errors import configuration
 from .indexfolder import FORMAT, LEGACY, VERSION, checkconsistent, guard, readfdes, readindexmetadata
 from .lock import ReadWriteLock
 from .core.scan import Scan, encodingrows, fderows
-from .settings import DEFAULTS, builtparams, configuredstore, resolve
+from .settings import DEFAULTS, builtparams, configuredstore, readsettings
 
 # Folder of a learned encoding's artifact inside an index folder
 LEARNED = "lemur"
@@ -56,7 +56,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         # Index settings and encoding parameters from the muvera: block, raised past txtai's ImportError wrapper
         with configuration():
-            self.settings, self.params = resolve(config.get("muvera"))
+            self.settings, self.params = readsettings(config.get("muvera"))
 
         # FDE rows (exact search) or a delegated txtai ANN, token store, model fingerprint and encoding parameters
         self.fdes, self.delegate, self.store = None, None, None
@@ -80,7 +80,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         self.resident = Resident(self.settings["device"]) if self.settings["device"] else None
 
     def index(self, embeddings):
-        store = self.tokenstore(embeddings)
+        store = self.incomingstore(embeddings)
         fdes = fderows(embeddings)
         if fdes.shape[0] != len(store):
             raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
@@ -127,8 +127,8 @@ class Muvera(ANN):  # pylint: disable=R0904
 
     def append(self, embeddings):
         # Everything is checked before the index changes
-        self.check(embeddings)
-        store = self.tokenstore(embeddings)
+        self.checkvectors(embeddings)
+        store = self.incomingstore(embeddings)
         fdes = fderows(embeddings)
         if fdes.shape[0] != len(store):
             raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
@@ -170,7 +170,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             hint = " (with content enabled txtai passes a negative limit as 0)" if limit == 0 and not isinstance(limit, bool) else ""
             raise ValueError(f"search limit must be a positive integer, got {limit!r}{hint}")
 
-        self.check(queries)
+        self.checkvectors(queries)
 
         with self.lock.read():
             # Nothing indexed
@@ -364,23 +364,23 @@ class Muvera(ANN):  # pylint: disable=R0904
         def write(folder):
             files = {}
             self.store.save(os.path.join(folder, "tokens"))
-            files["tokens/store.json"] = describe(os.path.join(folder, "tokens", "store.json"))
+            files["tokens/store.json"] = describefile(os.path.join(folder, "tokens", "store.json"))
             if self.delegate:
                 self.delegate.save(os.path.join(folder, "fde"))
                 for name in filesunder(folder, "fde"):
-                    files[name] = describe(os.path.join(folder, name))
+                    files[name] = describefile(os.path.join(folder, name))
             else:
                 # Rows loaded from an older float32 index are written in the configured type
                 self.verifyfdes()
                 fdes = encodingrows(np.asarray(self.fdes), self.settings["encodingdtype"])
                 np.save(os.path.join(folder, "fde.npy"), fdes, allow_pickle=False)
-                files["fde.npy"] = {**describe(os.path.join(folder, "fde.npy")), "dtype": str(fdes.dtype)}
+                files["fde.npy"] = {**describefile(os.path.join(folder, "fde.npy")), "dtype": str(fdes.dtype)}
 
             # Learned encoding artifact, in txtai's LEMUR format
             if self.learned:
                 self.learned.save(os.path.join(folder, LEARNED))
                 for name in filesunder(folder, LEARNED):
-                    files[name.replace(os.sep, "/")] = describe(os.path.join(folder, name))
+                    files[name.replace(os.sep, "/")] = describefile(os.path.join(folder, name))
 
             metadata = {
                 "format": FORMAT,
@@ -490,7 +490,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         return learned
 
-    def check(self, embeddings):
+    def checkvectors(self, embeddings):
         """
         Checks that vectors come from the model and encoding this index was built with.
 
@@ -526,7 +526,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         return self.delegate.config.get("dimensions") if self.delegate else None
 
-    def tokenstore(self, embeddings):
+    def incomingstore(self, embeddings):
         """
         Gets the token store that travels with FDE rows, building one from plain token matrices when needed.
 

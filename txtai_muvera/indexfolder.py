@@ -18,7 +18,7 @@ from txtai.serialize import SerializeFactory
 
 from .core.files import IndexFileError, filesize, mapnpy, openfile, readformat, safename
 from .core.folder import replace
-from .settings import resolve
+from .settings import readsettings
 
 # Archive suffixes txtai saves as compressed files instead of folders
 ARCHIVES = (".tar.bz2", ".tar.gz", ".tar.xz", ".zip")
@@ -210,7 +210,7 @@ def readfdes(path, expected, shape, policy="lazy", legacy=False):
 
     Args:
         path: Muvera index folder
-        expected: description from muvera.json (files.describe, optionally with a dtype)
+        expected: description from muvera.json (files.describefile, optionally with a dtype)
         shape: expected shape
         policy: checksum verification, "load" verifies now, "lazy" and "off" only check size and header (the caller
             runs the verifier before the rows are first searched, or on verify)
@@ -256,7 +256,7 @@ def reindex(embeddings, config=None, function=None, **kwargs):
     # Configuration errors are raised before anything changes
     merged = {**(config or {}), **kwargs}
     if "muvera" in merged or "txtai_muvera" in str(merged.get("method", "")) or "txtai_muvera" in str(merged.get("backend", "")):
-        resolve(merged.get("muvera"))
+        readsettings(merged.get("muvera"))
 
     # Everything txtai's reindex replaces: the instance's attributes (config, model, ANN, scoring, graph, ...), the
     # ANN's own state (it is closed first) and the database object's state and rows

@@ -42,7 +42,7 @@ LOCK = threading.RLock()
 LOADED = False
 
 
-def load():
+def loadplugins():
     """
     Registers the default plugins and loads entry point plugins, once.
     """
@@ -82,7 +82,7 @@ def register(plugin, name=None):
         plugin name
     """
 
-    load()
+    loadplugins()
     return pm.register(plugin, name)
 
 
@@ -112,7 +112,7 @@ def registry(kind):
     if kind not in KINDS:
         raise ValueError(f"unknown plugin kind '{kind}', expected one of {sorted(KINDS)}")
 
-    load()
+    loadplugins()
 
     # Collect registrations, later registrations (third-party plugins) do not silently replace earlier ones
     entries = {}
@@ -146,10 +146,10 @@ def lookup(kind, name):
     if name not in entries:
         raise ValueError(f"no {kind[:-1]} named '{name}' is registered, registered {kind}: {sorted(entries)}")
 
-    return resolve(entries[name])
+    return importfactory(entries[name])
 
 
-def resolve(factory):
+def importfactory(factory):
     """
     Imports a factory registered lazily as a "module:qualname" path; other factories pass through.
 

@@ -57,7 +57,7 @@ BACKENDS = ("annoy", "faiss", "ggml", "hnsw", "milvus", "numpy", "pgvector", "ra
 logger = logging.getLogger(__name__)
 
 
-def resolve(block):
+def readsettings(block):
     """
     Validates a muvera: config block and fills in defaults.
 
@@ -90,6 +90,10 @@ def resolve(block):
     checkvalues(settings)
 
     return settings, {key: block[key] for key in accepted if key in block}
+
+
+# Former name of readsettings, for the command-line modules until they import readsettings
+resolve = readsettings
 
 
 def checkvalues(settings):
@@ -271,7 +275,7 @@ def builtparams(metadata, settings, params, block, name):
 
     # Saved parameters must be ones the encoding accepts, checked here rather than when txtai builds the vectors model
     try:
-        resolve({"encoding": settings["encoding"], **saved})
+        readsettings({"encoding": settings["encoding"], **saved})
     except ValueError as error:
         encoding = settings["encoding"]
         raise IndexFileError(f"{name}: records encoding parameters the {encoding!r} encoding does not accept ({error})") from error

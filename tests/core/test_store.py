@@ -15,7 +15,7 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from txtai_muvera.core.files import canonical, crc, describe, writejson
+from txtai_muvera.core.files import canonical, crc, describefile, writejson
 from txtai_muvera.core.quantize import dequantize, quantize
 from txtai_muvera.core.store import TokenStore
 from txtai_muvera.core import storefolder
@@ -477,7 +477,7 @@ def test_foreign(tmp_path):
         np.save(path / name, np.array([Payload(str(marker))], dtype=object), allow_pickle=True)
         config = json.loads((path / "store.json").read_text())
         config.pop("checksum")
-        config["files"][name].update(describe(None, (path / name).read_bytes()))
+        config["files"][name].update(describefile(None, (path / name).read_bytes()))
         writejson(str(path / "store.json"), config)
 
         with pytest.raises(StoreError, match=f"{name}: holds object"):

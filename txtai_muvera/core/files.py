@@ -145,14 +145,14 @@ def readformat(filename, root, kind, fmt, versions, error=IndexFileError):
 
     current, legacy = versions
 
-    def check(metadata):
+    def checkformat(metadata):
         if metadata.get("format") != fmt:
             raise error(f"{filename}: not a txtai-muvera {kind} file (format is not {fmt!r})")
         if metadata.get("version") not in (current, legacy):
             version = metadata.get("version")
             raise error(f"{filename}: unsupported {kind} version {version!r}, this txtai-muvera reads versions {legacy} and {current}")
 
-    return readjson(filename, root, error, check, lambda metadata: metadata.get("version") == legacy)
+    return readjson(filename, root, error, checkformat, lambda metadata: metadata.get("version") == legacy)
 
 
 def readjson(filename, root, error=IndexFileError, check=None, unsealed=None):
@@ -252,7 +252,7 @@ def crc(data, value=0):
     return f"crc32:{zlib.crc32(data, value):08x}"
 
 
-def describe(filename, data=None):
+def describefile(filename, data=None):
     """
     Describes a written file for its folder's metadata: size and one CRC32 per BLOCK bytes. Every file the backend
     writes is described with this function and checked with verify or Verifier.

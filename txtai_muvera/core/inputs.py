@@ -32,7 +32,7 @@ def matrices(encoder, data, category, names=None, dtype="float32", progress=None
     results, texts, positions = [None] * len(data), [], []
     for x, value in enumerate(data):
         label = names[x] if names is not None else f"{'query' if category == 'query' else 'document'} {x}"
-        value = check(value, encoder.dimension, label, dtype)
+        value = checkinput(value, encoder.dimension, label, dtype)
         if isinstance(value, str):
             texts.append(value)
             positions.append(x)
@@ -46,7 +46,7 @@ def matrices(encoder, data, category, names=None, dtype="float32", progress=None
     return results
 
 
-def check(value, dimension, label, dtype="float32"):
+def checkinput(value, dimension, label, dtype="float32"):
     """
     Checks one input: a text or a pre-encoded (tokens x dimension) token matrix. Texts of any content are accepted,
     empty and blank ones included: they encode to the marker tokens only, as PyLate encodes them.

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from .files import IndexFileError, checksha256, checksize, describe, mapnpy, npyheader, readbytes, readformat, verify, writebytes, writejson
+from .files import IndexFileError, checksha256, checksize, describefile, mapnpy, npyheader, readbytes, readformat, verify, writebytes, writejson
 from .folder import syncdir
 from .ragged import checkoffsets
 
@@ -64,7 +64,7 @@ def writestore(folder, dimension, dtype, tokens, scales, offsets, deleted):
         np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
         data = buffer.getvalue()
         writebytes(os.path.join(folder, name), data)
-        files[name] = {**describe(None, data), "shape": list(array.shape), "dtype": str(array.dtype)}
+        files[name] = {**describefile(None, data), "shape": list(array.shape), "dtype": str(array.dtype)}
 
     config = {
         "format": FORMAT,
@@ -106,7 +106,7 @@ def streamnpy(path, *parts):
         output.flush()
         os.fsync(output.fileno())
 
-    return {**describe(path), "shape": list(shape), "dtype": str(dtype)}
+    return {**describefile(path), "shape": list(shape), "dtype": str(dtype)}
 
 
 def openstore(path):
