@@ -114,7 +114,7 @@ def registry(kind):
 
     loadplugins()
 
-    # Collect registrations, later registrations (third-party plugins) do not silently replace earlier ones
+    # Collect registrations: the first one of a name is kept, a second one is logged
     entries = {}
 
     def add(name, factory):
@@ -123,7 +123,8 @@ def registry(kind):
             return
         entries[name] = factory
 
-    # Hooks run last-registered first: reverse so that default plugins register first
+    # Registered in order: entry points, defaults, then run time plugins. Reversed, a run time plugin comes first (it
+    # can override a default) and a default comes before any entry point (no package silently replaces one)
     for impl in reversed(getattr(pm.hook, KINDS[kind]).get_hookimpls()):
         impl.function(register=add)
 

@@ -40,9 +40,8 @@ class FDE:  # pylint: disable=R0902
     documents average them and can fill empty partitions with the projected token whose SimHash bits are closest in Hamming
     distance. Repetitions are concatenated and optionally reduced with a Count-Sketch.
 
-    Two options go beyond the reference, both on by default because they measure better on real token vectors (SciFact with
-    minilm-colbert at 10,240 dimensions, means over 12 seeds: MUVERA-only nDCG@10 0.458 -> 0.510, re-rank of the top 100
-    0.613 -> 0.635, see benchmarks/RESULTS.md, "FDE quality on SciFact"):
+    Two options go beyond the reference, both on by default because they measure better on real token vectors (see
+    benchmarks/RESULTS.md, "FDE quality on SciFact"):
 
     - projector="orthogonal": like the AMS sketch every token coordinate feeds one output per repetition, but the
       repetitions of each group of dimension / projection share a coordinate partition and take orthogonal weights, so
@@ -64,7 +63,7 @@ class FDE:  # pylint: disable=R0902
     (3, 32)
     """
 
-    # Elements of each intermediate tensor of a chunk: bounds memory and keeps a chunk in cache (2^21 measured fastest on CPU)
+    # Elements of each intermediate tensor of a chunk: bounds memory, keeps a chunk in cache (see benchmarks/RESULTS.md)
     BUDGET = 1 << 21
 
     # Inner projections

@@ -7,7 +7,7 @@ import torch
 
 from .ragged import checkoffsets, chunks
 
-# Elements of each score chunk (queries tokens x document tokens): bounds memory, small enough to stay in cache on CPU
+# Elements of each score chunk (document tokens x query tokens): bounds memory, small enough to stay in cache on CPU
 BUDGET = 1 << 20
 
 # Most query tokens scored at once: larger blocks make the products efficient, smaller ones leave room for more document tokens
@@ -25,8 +25,8 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     """
     Scores every query against every document with late interaction (MaxSim), documents held ragged.
 
-    Each chunk of documents takes one matrix product of all query tokens against all its tokens, a segmented max over each
-    document's tokens and a segmented sum over each query's tokens. Nothing is padded on CPU; on accelerators each chunk's
+    Each chunk of documents takes one matrix product of its tokens against all query tokens (document tokens as rows), a
+    segmented max over each document's rows and a segmented sum over each query's tokens. Nothing is padded on CPU; on accelerators each chunk's
     documents are padded to its longest one for a batched product and a masked max.
 
     Documents without tokens score -inf (0.0 could outrank real matches with negative scores). Queries without tokens score 0.0.
