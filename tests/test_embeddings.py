@@ -16,28 +16,12 @@ from txtai_muvera.core.files import writejson
 from txtai_muvera.core.store import TokenStore
 from txtai_muvera.errors import ConfigurationError
 
-from helpers import SCORES, TEXTS, exactmaxsim, late
+from helpers import SCORES, TEXTS, checkscores, exactmaxsim, late
 
 
 @pytest.fixture(scope="module")
 def encoder(pylate_model):
     return LateEncoder(str(pylate_model), gpu=False)
-
-
-def checkscores(embeddings, encoder, queries, tolerance):
-    """
-    Asserts every returned score equals a fresh exact MaxSim of that query and document.
-    """
-
-    for query in queries:
-        results = embeddings.search(query, 5)
-        assert results
-        for result in results:
-            assert result["score"] == pytest.approx(exactmaxsim(encoder, query, result["text"]), abs=tolerance)
-
-        # Sorted by score
-        scores = [r["score"] for r in results]
-        assert scores == sorted(scores, reverse=True)
 
 
 def test_index_search_exact_scores(pylate_model, encoder):

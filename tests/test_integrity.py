@@ -14,7 +14,8 @@ import pytest
 from txtai import Embeddings
 
 from txtai_muvera.ann import IndexFileError
-from txtai_muvera.core.files import describefile, readbytes
+from txtai_muvera.core.files import readbytes
+from txtai_muvera.core.integrity import describefile
 
 from helpers import TEXTS, late, reseal
 

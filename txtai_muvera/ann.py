@@ -11,24 +11,20 @@ import torch
 
 from txtai.ann import ANN
 
-from . import plugins
 from .array import LateArray
 from .core.certified import Screens, topk
-from .core.files import IndexFileError, checksha256, checksize, describefile, filesunder, verify, writejson
+from .core.files import IndexFileError, filesunder, writejson
 from .core.folder import recover, replace
-from .core.lemur import ArtifactError, LemurModel
+from .core.integrity import checksha256, checksize, describefile, verify
 from .core.resident import Resident
+from .core.scan import Scan, encodingrows, fderows
 from .core.store import blocks
-from .core.quantize import dequantize
 from .delegate import checksaved, createdelegate, loadsaved, removable, tune
 from .errors import configuration
 from .indexfolder import FORMAT, LEGACY, VERSION, checkconsistent, guard, readfdes, readindexmetadata
+from .learned import LEARNED, encodestore, loadartifact, trainandencode
 from .lock import ReadWriteLock
-from .core.scan import Scan, encodingrows, fderows
 from .settings import DEFAULTS, builtparams, configuredstore, readsettings
-
-# Folder of a learned encoding's artifact inside an index folder
-LEARNED = "lemur"
 
 # Logging configuration
 logger = logging.getLogger(__name__)
@@ -88,7 +84,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         # A learned encoding trains on the stored tokens, then encodes them
         encoder = getattr(embeddings, "encoder", None)
         if encoder is not None:
-            fdes = self.learn(encoder, store)
+            fdes = trainandencode(encoder, store, self.settings, self.config.get("gpu", True))
 
         with self.lock.write():
             self.fingerprint, self.encoding = getattr(embeddings, "fingerprint", None), getattr(embeddings, "encoding", None)
@@ -138,7 +134,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         # A learned encoding encodes new documents with its stored sample, no retraining
         encoder = getattr(embeddings, "encoder", None)
         if encoder is not None:
-            fdes = self.encoderows(encoder, store)
+            fdes = encodestore(encoder, store)
 
         with self.lock.write():
             # Token matrices first, then FDE rows: ids line up with store rows. Stored rows are appended as they are
@@ -405,60 +401,10 @@ class Muvera(ANN):  # pylint: disable=R0904
             self.fdes, self.delegate, self.store, self.verifier, self.learned = None, None, None, None, None
             super().close()
 
-    def learn(self, encoder, store):
-        """
-        Trains a learned encoding on the stored token vectors, unless it was given a trained artifact, and encodes them.
-        A collection too small to train on falls back to MUVERA, with a warning.
-
-        Args:
-            encoder: learned encoding shared with the vectors model
-            store: token store of the new index
-
-        Returns:
-            float32 rows
-        """
-
-        if encoder.train:
-            tokens, offsets, scales = store.gather(range(len(store)))
-            tokens = dequantize(tokens, scales)
-            documents = int((np.diff(offsets) > 0).sum())
-            if encoder.trainable(documents):
-                gpu = self.config.get("gpu", True)
-                device = "cuda" if gpu is not False and torch.cuda.is_available() else None
-                encoder.fit(tokens, offsets, device=device, progress=self.settings["progress"])
-            else:
-                logger.warning(
-                    "%d documents are too few to train the %s encoding (minimum %d): falling back to MUVERA",
-                    documents,
-                    self.settings["encoding"],
-                    encoder.params["minimum"],
-                )
-                encoder.usefallback(plugins.lookup("encodings", "muvera")(dimension=store.dimension))
-
-        return self.encoderows(encoder, store)
-
-    def encoderows(self, encoder, store):
-        """
-        Encodes every document of a token store.
-
-        Args:
-            encoder: encoding
-            store: token store
-
-        Returns:
-            float32 rows
-        """
-
-        rows = np.empty((len(store), encoder.dimensions), dtype=np.float32)
-        for start, tokens, offsets, scales in blocks(store):
-            rows[start : start + len(offsets) - 1] = encoder(dequantize(tokens, scales), offsets, "data")
-
-        return fderows(rows)
-
     def loadlearned(self, path, files, original):
         """
-        Loads the artifact of a learned encoding saved with the index, after its checksums, and hands it to the vectors
-        model through the config, which txtai shares between the backend and the vectors model it creates next.
+        Loads the learned encoding saved with the index (see learned.loadartifact) and hands it to the vectors model
+        through the config, which txtai shares between the backend and the vectors model it creates next.
 
         Args:
             path: index folder
@@ -469,26 +415,15 @@ class Muvera(ANN):  # pylint: disable=R0904
             trained model or None
         """
 
-        names = sorted(name for name in files if name.startswith(f"{LEARNED}/"))
-        if getattr(plugins.lookup("encodings", self.settings["encoding"]), "learned", False) and not names:
-            raise IndexFileError(f"{path}: the trained {self.settings['encoding']} encoding is missing from muvera.json")
-        if not names:
-            return None
-
-        # safetensors are parsed in native code: every file is checksummed first
-        for name in names:
-            verify(os.path.join(path, name), files[name], path, IndexFileError, "muvera.json")
-        try:
-            learned = LemurModel.load(os.path.join(path, LEARNED))
-        except ArtifactError as error:
-            raise IndexFileError(str(error)) from error
+        model = loadartifact(path, files, self.settings["encoding"])
 
         # The sparse slot creates its vectors model first, from a copy of the config that shares the muvera block
-        self.config["muvera"]["path"] = os.path.join(path, LEARNED)
-        if isinstance(original, dict):
-            original["path"] = self.config["muvera"]["path"]
+        if model:
+            self.config["muvera"]["path"] = os.path.join(path, LEARNED)
+            if isinstance(original, dict):
+                original["path"] = self.config["muvera"]["path"]
 
-        return learned
+        return model
 
     def checkvectors(self, embeddings):
         """

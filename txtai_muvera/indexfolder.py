@@ -16,7 +16,8 @@ import numpy as np
 from txtai.embeddings import Embeddings
 from txtai.serialize import SerializeFactory
 
-from .core.files import IndexFileError, filesize, mapnpy, openfile, readformat, safename
+from .core.files import IndexFileError, filesize, openfile, readformat, safename
+from .core.integrity import mapnpy
 from .core.folder import replace
 from .settings import readsettings
 
@@ -210,7 +211,7 @@ def readfdes(path, expected, shape, policy="lazy", legacy=False):
 
     Args:
         path: Muvera index folder
-        expected: description from muvera.json (files.describefile, optionally with a dtype)
+        expected: description from muvera.json (integrity.describefile, optionally with a dtype)
         shape: expected shape
         policy: checksum verification, "load" verifies now, "lazy" and "off" only check size and header (the caller
             runs the verifier before the rows are first searched, or on verify)

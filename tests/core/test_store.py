@@ -15,7 +15,8 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from txtai_muvera.core.files import canonical, crc, describefile, writejson
+from txtai_muvera.core.files import canonical, crc, writejson
+from txtai_muvera.core.integrity import describefile
 from txtai_muvera.core.quantize import dequantize, quantize
 from txtai_muvera.core.store import TokenStore
 from txtai_muvera.core import storefolder

@@ -8,7 +8,8 @@ import os
 
 import numpy as np
 
-from .files import IndexFileError, checksha256, checksize, describefile, mapnpy, npyheader, readbytes, readformat, verify, writebytes, writejson
+from .files import IndexFileError, readbytes, readformat, writebytes, writejson
+from .integrity import checksha256, checksize, describefile, mapnpy, npyheader, verify
 from .folder import syncdir
 from .ragged import checkoffsets
 
@@ -38,7 +39,7 @@ class StoreError(IndexFileError):
 def writestore(folder, dimension, dtype, tokens, scales, offsets, deleted):
     """
     Writes every file of a token store into folder and fsyncs, metadata last. Every file is described with its size and
-    block checksums (files.describe) in store.json, which is sealed with its own checksum.
+    block checksums (integrity.describefile) in store.json, which is sealed with its own checksum.
 
     Args:
         folder: empty output folder
