@@ -6,6 +6,7 @@ import json
 import socket
 
 import numpy as np
+import pytest
 import torch
 
 from txtai_muvera.core.files import SEAL, writejson
@@ -39,7 +40,7 @@ def late(model, **muvera):
     return {"path": str(model), "method": "txtai_muvera.LateVectors", "backend": "txtai_muvera.Muvera", "content": True, "muvera": muvera}
 
 
-def exact(encoder, query, text, reduce="mean"):
+def exactmaxsim(encoder, query, text, reduce="mean"):
     """
     Brute-force MaxSim of a query and a document, encoded afresh.
     """
@@ -48,6 +49,22 @@ def exact(encoder, query, text, reduce="mean"):
     d = encoder.encode([text], category="data")[0].astype(np.float64)
     scores = (q @ d.T).max(axis=1)
     return scores.mean() if reduce == "mean" else scores.sum()
+
+
+def checkscores(embeddings, encoder, queries, tolerance):
+    """
+    Asserts every returned score equals a fresh exact MaxSim of that query and document.
+    """
+
+    for query in queries:
+        results = embeddings.search(query, 5)
+        assert results
+        for result in results:
+            assert result["score"] == pytest.approx(exactmaxsim(encoder, query, result["text"]), abs=tolerance)
+
+        # Sorted by score
+        scores = [r["score"] for r in results]
+        assert scores == sorted(scores, reverse=True)
 
 
 class Echo:

@@ -10,11 +10,13 @@ import pytest
 
 from txtai import Embeddings
 
+from txtai_muvera.array import LateArray
 from txtai_muvera.core.encoder import LateEncoder
 from txtai_muvera.core.files import writejson
+from txtai_muvera.core.store import TokenStore
 from txtai_muvera.errors import ConfigurationError
 
-from helpers import SCORES, TEXTS, exact, late
+from helpers import SCORES, TEXTS, checkscores, exactmaxsim, late
 
 
 @pytest.fixture(scope="module")
@@ -22,32 +24,16 @@ def encoder(pylate_model):
     return LateEncoder(str(pylate_model), gpu=False)
 
 
-def check(embeddings, encoder, queries, tolerance):
-    """
-    Asserts every returned score equals a fresh exact MaxSim of that query and document.
-    """
-
-    for query in queries:
-        results = embeddings.search(query, 5)
-        assert results
-        for result in results:
-            assert result["score"] == pytest.approx(exact(encoder, query, result["text"]), abs=tolerance)
-
-        # Sorted by score
-        scores = [r["score"] for r in results]
-        assert scores == sorted(scores, reverse=True)
-
-
 def test_index_search_exact_scores(pylate_model, encoder):
     embeddings = Embeddings(late(pylate_model, dtype="float32"))
     embeddings.index(TEXTS)
 
     assert embeddings.count() == len(TEXTS)
-    check(embeddings, encoder, ["virus cases", "lottery ticket winner", "frog species"], SCORES)
+    checkscores(embeddings, encoder, ["virus cases", "lottery ticket winner", "frog species"], SCORES)
 
     # Every document is a candidate here, so the top result is the exact MaxSim argmax over the corpus
     query = "ice shelf collapse"
-    best = max(range(len(TEXTS)), key=lambda x: exact(encoder, query, TEXTS[x]))
+    best = max(range(len(TEXTS)), key=lambda x: exactmaxsim(encoder, query, TEXTS[x]))
     assert embeddings.search(query, 1)[0]["id"] == str(best)
 
 
@@ -55,7 +41,7 @@ def test_float16_and_int8_scores(pylate_model, encoder):
     for dtype, tolerance in [("float16", 2e-3), ("int8", 1e-2)]:
         embeddings = Embeddings(late(pylate_model, dtype=dtype))
         embeddings.index(TEXTS)
-        check(embeddings, encoder, ["interest rates", "diabetes"], tolerance)
+        checkscores(embeddings, encoder, ["interest rates", "diabetes"], tolerance)
 
 
 def test_batchsearch_and_sql(pylate_model):
@@ -86,6 +72,24 @@ def test_candidates_zero_is_muvera_only(pylate_model):
         assert result["score"] == pytest.approx(float(expected[0, int(result["id"])]), rel=1e-4)
 
 
+def test_int8_upsert_appends_stored_rows(pylate_model):
+    embeddings = Embeddings(late(pylate_model, dtype="int8"))
+    embeddings.index(TEXTS[:6])
+    ann, before = embeddings.ann, len(embeddings.ann.store)
+
+    # Codes quantize would never produce (largest 100, not 127): quantizing them again would change every row
+    flat = np.random.default_rng(3).integers(-100, 101, size=(5, 16)).astype(np.int8)
+    scales = np.linspace(0.01, 0.05, 5, dtype=np.float32)
+    incoming = TokenStore(16, "int8")
+    incoming.append(flat, [0, 2, 5], scales)
+
+    ann.append(LateArray(np.ones((2, ann.dimensions()), dtype=np.float32), store=incoming))
+    tokens, offsets, stored = ann.store.gather([before, before + 1])
+    assert offsets.tolist() == [0, 2, 5]
+    assert tokens.dtype == np.int8 and tokens.tobytes() == flat.tobytes()
+    assert stored.dtype == np.float32 and stored.tobytes() == scales.tobytes()
+
+
 def test_upsert_delete_save_load(pylate_model, encoder, tmp_path):
     embeddings = Embeddings(late(pylate_model))
     embeddings.index([(x, text, None) for x, text in enumerate(TEXTS[:8])])
@@ -105,12 +109,12 @@ def test_upsert_delete_save_load(pylate_model, encoder, tmp_path):
         ids = {r["id"] for q in ["ice cream summer", "virus", "profits", "frog"] for r in loaded.search(q, 10)}
         assert not ids & {"0", "5"}
         assert {"1", "3", "20", "21"} <= ids
-        check(loaded, encoder, ["ice cream summer", "solar electricity", "bear attack"], 2e-3)
+        checkscores(loaded, encoder, ["ice cream summer", "solar electricity", "bear attack"], 2e-3)
 
         # Upsert after load keeps working
         loaded.upsert([(30, "Bears attack campers in Yellowstone", None)])
         assert loaded.search("bear attack campers", 1)[0]["id"] == "30"
-        check(loaded, encoder, ["bear attack campers"], 2e-3)
+        checkscores(loaded, encoder, ["bear attack campers"], 2e-3)
 
 
 def test_index_from_previous_release(pylate_model, tmp_path):
@@ -193,7 +197,7 @@ def test_delegated_fde_search(pylate_model, encoder, tmp_path, search):
     embeddings = Embeddings(late(pylate_model, search=search))
     embeddings.index(TEXTS)
     embeddings.delete(["4"])
-    check(embeddings, encoder, ["virus cases", "frog"], 2e-3)
+    checkscores(embeddings, encoder, ["virus cases", "frog"], 2e-3)
     assert "4" not in [r["id"] for r in embeddings.search(TEXTS[4], 5)]
 
     embeddings.save(str(tmp_path / "delegated"))
@@ -206,7 +210,7 @@ def test_similarity_method(pylate_model, encoder):
     scores = embeddings.similarity("virus cases", TEXTS[:4])
     assert sorted(uid for uid, _ in scores) == [0, 1, 2, 3]
     for uid, score in scores:
-        assert score == pytest.approx(exact(encoder, "virus cases", TEXTS[uid]), abs=SCORES)
+        assert score == pytest.approx(exactmaxsim(encoder, "virus cases", TEXTS[uid]), abs=SCORES)
 
 
 def test_bad_config(pylate_model):

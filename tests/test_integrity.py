@@ -14,7 +14,8 @@ import pytest
 from txtai import Embeddings
 
 from txtai_muvera.ann import IndexFileError
-from txtai_muvera.core.files import describe, readbytes
+from txtai_muvera.core.files import readbytes
+from txtai_muvera.core.integrity import describefile
 
 from helpers import TEXTS, late, reseal
 
@@ -65,7 +66,7 @@ def flip(filename, position=-3):
         handle.write(bytes([byte[0] ^ 0x01]))
 
 
-def load(path, **muvera):
+def loadindex(path, **muvera):
     """
     Loads an index, optionally overriding muvera settings.
     """
@@ -99,13 +100,13 @@ def test_flipped_data_byte_lazy(source, tmp_path, name):
     path = copy(source[0], str(tmp_path / "copy"))
     flip(os.path.join(path, "embeddings", name))
 
-    embeddings = load(path)
+    embeddings = loadindex(path)
     with pytest.raises(IndexFileError, match=f"{os.path.basename(name)}: checksum mismatch in block 0"):
         for query in QUERIES + TEXTS:
             embeddings.search(query, 12)
 
     # Explicit verification
-    embeddings = load(path)
+    embeddings = loadindex(path)
     with pytest.raises(IndexFileError, match="checksum mismatch"):
         embeddings.ann.verify()
 
@@ -117,10 +118,10 @@ def test_flipped_data_byte_policies(source, tmp_path, name):
 
     # verify: load reads and checks everything at load
     with pytest.raises(IndexFileError, match=f"{os.path.basename(name)}: checksum mismatch"):
-        load(path, verify="load")
+        loadindex(path, verify="load")
 
     # verify: off checks only sizes and headers (documented): loads and searches, an explicit verify() still checks
-    embeddings = load(path, verify="off")
+    embeddings = loadindex(path, verify="off")
     assert embeddings.search(QUERIES[0], 3)
     with pytest.raises(IndexFileError, match="checksum mismatch"):
         embeddings.ann.verify()
@@ -129,7 +130,7 @@ def test_flipped_data_byte_policies(source, tmp_path, name):
 def test_undamaged_index_verifies(source, tmp_path):
     path = copy(source[0], str(tmp_path / "copy"))
     for policy in ["lazy", "load", "off"]:
-        embeddings = load(path, verify=policy)
+        embeddings = loadindex(path, verify=policy)
         embeddings.ann.verify()
         assert answers(embeddings) == source[1]
 
@@ -138,7 +139,7 @@ def test_save_after_lazy_load_verifies_first(source, tmp_path):
     # Saving copies memory-mapped blocks under fresh checksums: unverified blocks are checked first, never laundered
     path = copy(source[0], str(tmp_path / "copy"))
     flip(os.path.join(path, "embeddings", "tokens", "tokens.npy"))
-    embeddings = load(path)
+    embeddings = loadindex(path)
     with pytest.raises(IndexFileError, match="tokens.npy: checksum mismatch"):
         embeddings.save(str(tmp_path / "other"))
 
@@ -151,7 +152,7 @@ def test_fifo_refused_without_blocking(source, tmp_path, name):
     os.remove(target)
     os.mkfifo(target)
 
-    error = finishes(lambda: load(path))
+    error = finishes(lambda: loadindex(path))
     assert isinstance(error, IndexFileError) and "not a regular file (FIFO)" in str(error), repr(error)
 
 
@@ -166,7 +167,7 @@ def test_symlink_out_of_folder_refused(source, tmp_path, name):
     for destination in [outside] + (["/dev/zero"] if os.path.exists("/dev/zero") else []):
         os.remove(target)
         os.symlink(destination, target)
-        error = finishes(lambda: load(path))
+        error = finishes(lambda: loadindex(path))
         assert isinstance(error, IndexFileError) and "leaves the index folder" in str(error), repr(error)
 
 
@@ -176,7 +177,7 @@ def test_symlink_inside_folder_followed(source, tmp_path):
     folder = os.path.join(path, "embeddings", "tokens")
     os.rename(os.path.join(folder, "tokens.npy"), os.path.join(folder, "real.npy"))
     os.symlink("real.npy", os.path.join(folder, "tokens.npy"))
-    assert answers(load(path)) == source[1]
+    assert answers(loadindex(path)) == source[1]
 
 
 def test_reads_are_bounded(tmp_path):
@@ -229,7 +230,7 @@ def test_parser_failures_are_index_file_errors(source, tmp_path, name, change, m
     rechecksum(path, name)
 
     with pytest.raises(IndexFileError, match=match) as error:
-        load(path)
+        loadindex(path)
     assert error.value.__cause__ is not None or "holds" in str(error.value)
 
 
@@ -240,9 +241,9 @@ def rechecksum(path, name):
 
     folder = os.path.join(path, "embeddings")
     if name.startswith("tokens/") and name != "tokens/store.json":
-        reseal(os.path.join(folder, "tokens", "store.json"), lambda m: m["files"][name[7:]].update(describe(os.path.join(folder, name))))
+        reseal(os.path.join(folder, "tokens", "store.json"), lambda m: m["files"][name[7:]].update(describefile(os.path.join(folder, name))))
         name = "tokens/store.json"
-    reseal(os.path.join(folder, "muvera.json"), lambda m: m["files"][name].update(describe(os.path.join(folder, name))))
+    reseal(os.path.join(folder, "muvera.json"), lambda m: m["files"][name].update(describefile(os.path.join(folder, name))))
 
 
 def test_deep_nesting_store_json(source, tmp_path):
@@ -253,7 +254,7 @@ def test_deep_nesting_store_json(source, tmp_path):
     rechecksum(path, "tokens/store.json")
 
     with pytest.raises(IndexFileError, match="store.json is corrupt: RecursionError") as error:
-        load(path)
+        loadindex(path)
     assert isinstance(error.value.__cause__, RecursionError)
 
 
@@ -263,7 +264,7 @@ def test_renamed_encoding_key_is_index_file_error(source, tmp_path):
     reseal(os.path.join(path, "embeddings", "muvera.json"), lambda m: m["encoding"].update(repetitionz=m["encoding"].pop("repetitions")))
 
     with pytest.raises(IndexFileError, match="repetitionz"):
-        load(path)
+        loadindex(path)
 
 
 def test_offset_ahead_is_padded(source, tmp_path, pylate_model):
@@ -276,7 +277,7 @@ def test_offset_ahead_is_padded(source, tmp_path, pylate_model):
     with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as handle:
         json.dump(config, handle)
 
-    embeddings = load(path)
+    embeddings = loadindex(path)
     assert answers(embeddings) == source[1]
 
     # New documents are found by their own text, deletes hit the right document
@@ -285,7 +286,7 @@ def test_offset_ahead_is_padded(source, tmp_path, pylate_model):
     embeddings.delete(["new"])
     assert answers(embeddings) == source[1]
     embeddings.save(path)
-    assert answers(load(path)) == source[1]
+    assert answers(loadindex(path)) == source[1]
 
 
 def test_offset_behind_refused(source, tmp_path):
@@ -297,7 +298,7 @@ def test_offset_behind_refused(source, tmp_path):
         json.dump(config, handle)
 
     with pytest.raises(IndexFileError, match="config.json offset is 11"):
-        load(path)
+        loadindex(path)
 
 
 def test_folders_from_another_index_refused(source, tmp_path, pylate_model):
@@ -313,14 +314,14 @@ def test_folders_from_another_index_refused(source, tmp_path, pylate_model):
     shutil.rmtree(os.path.join(path, "embeddings", "tokens"))
     shutil.copytree(os.path.join(other, "embeddings", "tokens"), os.path.join(path, "embeddings", "tokens"))
     with pytest.raises(IndexFileError, match="store.json: (checksum mismatch|larger than recorded|truncated)"):
-        load(path)
+        loadindex(path)
 
     # Its whole Muvera folder
     path = copy(source[0], str(tmp_path / "copy"))
     shutil.rmtree(os.path.join(path, "embeddings"))
     shutil.copytree(os.path.join(other, "embeddings"), os.path.join(path, "embeddings"))
     with pytest.raises(IndexFileError, match="belongs to another index"):
-        load(path)
+        loadindex(path)
 
 
 def test_documents_behind_index_refused(source, tmp_path):
@@ -331,11 +332,11 @@ def test_documents_behind_index_refused(source, tmp_path):
     connection.commit()
     connection.close()
     with pytest.raises(IndexFileError, match="txtai's documents do not match the index rows"):
-        load(path)
+        loadindex(path)
 
     os.remove(os.path.join(path, "documents"))
     with pytest.raises(IndexFileError, match="documents: missing"):
-        load(path)
+        loadindex(path)
 
 
 def test_content_disabled_ids_checked(pylate_model, tmp_path):

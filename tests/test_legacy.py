@@ -191,7 +191,7 @@ def same(actual, expected):
         assert [score for _, score in rows] == pytest.approx([score for _, score in reference], rel=1e-6, abs=1e-6)
 
 
-def check(source, results, name, model, target, caplog):
+def checkloaded(source, results, name, model, target, caplog):
     """
     Loads a previous-release index, compares its results, changes it, saves it in the current format and reloads it.
     """
@@ -236,7 +236,7 @@ def check(source, results, name, model, target, caplog):
 @pytest.mark.parametrize("name", list(INDEXES))
 def test_release_built_now(saved, pylate_model, tmp_path, caplog, name):
     source, results = saved
-    check(source, results, name, pylate_model, tmp_path, caplog)
+    checkloaded(source, results, name, pylate_model, tmp_path, caplog)
 
 
 @pytest.mark.parametrize("name", list(INDEXES))
@@ -246,7 +246,7 @@ def test_release_fixture(committed, pylate_model, tmp_path, caplog, name):
     # The fixture's model is the seeded tiny model rebuilt here
     fingerprint = LateEncoder(str(pylate_model), gpu=False).fingerprint
     assert results[name]["fingerprint"] == fingerprint, "tests/models.py changed: rebuild tests/data/legacy.tar.gz (see module docstring)"
-    check(source, results, name, pylate_model, tmp_path, caplog)
+    checkloaded(source, results, name, pylate_model, tmp_path, caplog)
 
 
 def edit(path, name, change):

@@ -17,8 +17,7 @@ from txtai_muvera.core.lemurfit import fit
 from txtai_muvera.core.ragged import pack
 from txtai_muvera.errors import ConfigurationError
 
-from helpers import TEXTS, late
-from test_embeddings import check
+from helpers import TEXTS, checkscores, late
 
 # Small settings so the tiny corpus trains: every document is a target, few epochs
 SMALL = {"encoding": "lemur", "dimensions": 32, "hidden": 32, "epochs": 5, "minimum": 4, "sample": 256}
@@ -38,7 +37,7 @@ def test_index_trains_and_search_scores_exact(pylate_model, encoder, caplog):
     # Candidates are learned rows of the configured width, scores exact MaxSim
     assert embeddings.ann.dimensions() == 32
     assert embeddings.config["muvera"]["train"] is True and embeddings.config["dimensions"] == 32
-    check(embeddings, encoder, ["virus cases", "lottery ticket winner", "frog species"], 2e-3)
+    checkscores(embeddings, encoder, ["virus cases", "lottery ticket winner", "frog species"], 2e-3)
     assert embeddings.search(TEXTS[10], 1)[0]["text"] == TEXTS[10]
 
     # Candidates only: scores are the learned inner products
@@ -93,7 +92,7 @@ def test_upsert_delete_save_load_archive(pylate_model, encoder, tmp_path):
         for query, results in expected.items():
             assert [(r["id"], round(r["score"], 4)) for r in loaded.search(query, 5)] == [(r["id"], round(r["score"], 4)) for r in results]
         np.testing.assert_allclose(loaded.ann.learned.sample.numpy(), trained.sample.numpy())
-        check(loaded, encoder, ["ice cream summer", "solar electricity"], 2e-3)
+        checkscores(loaded, encoder, ["ice cream summer", "solar electricity"], 2e-3)
 
         # Upsert after load keeps working and keeps the model
         loaded.upsert([(30, "Bears attack campers in Yellowstone", None)])
@@ -120,7 +119,7 @@ def test_corrupt_artifact_refused(pylate_model, tmp_path):
 
 def test_small_index_falls_back_to_muvera(pylate_model, tmp_path, caplog):
     embeddings = Embeddings(late(pylate_model, encoding="lemur", minimum=50))
-    with caplog.at_level(logging.WARNING, logger="txtai_muvera.ann"):
+    with caplog.at_level(logging.WARNING, logger="txtai_muvera.learned"):
         embeddings.index(TEXTS)
     assert "too few to train" in caplog.text and "falling back to MUVERA" in caplog.text
 
@@ -147,7 +146,7 @@ def test_pretrained_artifact_path(pylate_model, encoder, tmp_path):
     embeddings.index(TEXTS)
     assert embeddings.config["muvera"]["train"] is False and embeddings.ann.dimensions() == 24
     np.testing.assert_allclose(embeddings.ann.learned.sample.numpy(), model.sample.numpy())
-    check(embeddings, encoder, ["virus cases"], 2e-3)
+    checkscores(embeddings, encoder, ["virus cases"], 2e-3)
 
     # Rows are the artifact's encodings, with the encoding's ridge least squares and product precision
     assert embeddings.config["muvera"]["ridge"] > 0
@@ -207,7 +206,7 @@ def test_delegated_search(pylate_model, encoder, tmp_path, search):
     embeddings = Embeddings(late(pylate_model, search=search, **SMALL))
     embeddings.index(TEXTS)
     embeddings.delete(["4"])
-    check(embeddings, encoder, ["virus cases", "frog"], 2e-3)
+    checkscores(embeddings, encoder, ["virus cases", "frog"], 2e-3)
     embeddings.save(str(tmp_path / "delegated"))
     loaded = Embeddings().load(str(tmp_path / "delegated"))
     assert [r["id"] for r in loaded.search("frog", 3)] == [r["id"] for r in embeddings.search("frog", 3)]
@@ -242,4 +241,4 @@ def test_fit_command(pylate_model, encoder, tmp_path, capsys):
     embeddings = Embeddings(late(pylate_model, encoding="lemur", path=str(output)))
     embeddings.index(TEXTS)
     assert embeddings.ann.dimensions() == 24
-    check(embeddings, encoder, ["virus cases"], 2e-3)
+    checkscores(embeddings, encoder, ["virus cases"], 2e-3)

@@ -11,7 +11,7 @@ from txtai.pipeline.text.lateencoder import LateEncoder as TxtaiLateEncoder
 
 from txtai_muvera import Reranker, Similarity
 
-from helpers import SCORES, TEXTS, exact, late
+from helpers import SCORES, TEXTS, exactmaxsim, late
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def test_similarity_contract(similarity):
     assert sorted(uid for uid, _ in results) == list(range(len(TEXTS)))
     assert [s for _, s in results] == sorted((s for _, s in results), reverse=True)
     for uid, score in results:
-        assert score == pytest.approx(exact(similarity.encoder, "virus cases", TEXTS[uid]), abs=1e-5)
+        assert score == pytest.approx(exactmaxsim(similarity.encoder, "virus cases", TEXTS[uid]), abs=1e-5)
 
     # Lists of queries, limits
     batch = similarity(["virus cases", "frog"], TEXTS, limit=2)
@@ -84,10 +84,10 @@ def test_reranker_reuses_stored_tokens(pylate_model, similarity):
     assert "data" not in calls
     assert len(results) == 3
     candidates = embeddings.search("virus cases", 12)
-    expected = sorted(candidates, key=lambda r: exact(similarity.encoder, "virus cases", r["text"]), reverse=True)[:3]
+    expected = sorted(candidates, key=lambda r: exactmaxsim(similarity.encoder, "virus cases", r["text"]), reverse=True)[:3]
     assert [r["id"] for r in results] == [r["id"] for r in expected]
     for result in results:
-        assert result["score"] == pytest.approx(exact(similarity.encoder, "virus cases", result["text"]), abs=SCORES)
+        assert result["score"] == pytest.approx(exactmaxsim(similarity.encoder, "virus cases", result["text"]), abs=SCORES)
 
     # Batch of queries
     assert [len(x) for x in reranker(["virus", "frog"], limit=2)] == [2, 2]
@@ -101,8 +101,10 @@ def test_reranker_encodes_texts_for_other_indexes(pylate_model, similarity):
     assert [r["text"] for r in results] == [
         r["text"]
         for r in sorted(
-            embeddings.search("virus cases confirmed", 20), key=lambda r: exact(similarity.encoder, "virus cases confirmed", r["text"]), reverse=True
+            embeddings.search("virus cases confirmed", 20),
+            key=lambda r: exactmaxsim(similarity.encoder, "virus cases confirmed", r["text"]),
+            reverse=True,
         )[:2]
     ]
     for result in results:
-        assert result["score"] == pytest.approx(exact(similarity.encoder, "virus cases confirmed", result["text"]), abs=SCORES)
+        assert result["score"] == pytest.approx(exactmaxsim(similarity.encoder, "virus cases confirmed", result["text"]), abs=SCORES)

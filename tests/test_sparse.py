@@ -12,7 +12,7 @@ from txtai import Embeddings
 
 from txtai_muvera.core.encoder import LateEncoder
 
-from helpers import TEXTS, exact, late
+from helpers import TEXTS, exactmaxsim, late
 
 
 def explicit(model):
@@ -31,7 +31,7 @@ def test_explicit_sparse_config(pylate_model, tmp_path):
     results = embeddings.search(TEXTS[0], 5)
     assert results[0]["text"] == TEXTS[0]
     for result in results:
-        assert result["score"] == pytest.approx(exact(encoder, TEXTS[0], result["text"]), abs=2e-3)
+        assert result["score"] == pytest.approx(exactmaxsim(encoder, TEXTS[0], result["text"]), abs=2e-3)
 
     # Upsert, delete, save and load through the sparse slot
     embeddings.upsert([("20", "Frogs sing at night in the rainforest", None)])

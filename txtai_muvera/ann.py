@@ -9,30 +9,22 @@ import uuid
 import numpy as np
 import torch
 
-from txtai.ann import ANN, ANNFactory
-from txtai.serialize import SerializeFactory
+from txtai.ann import ANN
 
-from . import plugins
 from .array import LateArray
 from .core.certified import Screens, topk
-from .core.files import IndexFileError, Verifier, checksha256, checksize, describe, npyheader, openfile, readjson, verify, writejson
+from .core.files import IndexFileError, filesunder, writejson
 from .core.folder import recover, replace
-from .core.lemur import ArtifactError, LemurModel
+from .core.integrity import checksha256, checksize, describefile, verify
 from .core.resident import Resident
-from .core.store import dequantize
-from .delegate import delegateconfig, removable, tune
+from .core.scan import Scan, encodingrows, fderows
+from .core.store import blocks
+from .delegate import checksaved, createdelegate, loadsaved, removable, tune
 from .errors import configuration
-from .indexfolder import guard, indexids
+from .indexfolder import FORMAT, LEGACY, VERSION, checkconsistent, guard, readfdes, readindexmetadata
+from .learned import LEARNED, encodestore, loadartifact, trainandencode
 from .lock import ReadWriteLock
-from .core.scan import Scan, encodingrows
-from .settings import DEFAULTS, resolve
-
-# Metadata file format of a saved Muvera index folder, and the earlier version still read (unsealed, sizes only for the
-# arrays, sha256 of delegated files, no index id)
-FORMAT, VERSION, LEGACY = "txtai-muvera-index", 3, 2
-
-# Folder of a learned encoding's artifact inside an index folder
-LEARNED = "lemur"
+from .settings import DEFAULTS, builtparams, configuredstore, readsettings
 
 # Logging configuration
 logger = logging.getLogger(__name__)
@@ -60,7 +52,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         # Index settings and encoding parameters from the muvera: block, raised past txtai's ImportError wrapper
         with configuration():
-            self.settings, self.params = resolve(config.get("muvera"))
+            self.settings, self.params = readsettings(config.get("muvera"))
 
         # FDE rows (exact search) or a delegated txtai ANN, token store, model fingerprint and encoding parameters
         self.fdes, self.delegate, self.store = None, None, None
@@ -84,15 +76,15 @@ class Muvera(ANN):  # pylint: disable=R0904
         self.resident = Resident(self.settings["device"]) if self.settings["device"] else None
 
     def index(self, embeddings):
-        store = self.tokenstore(embeddings)
-        fdes = self.rows(embeddings)
+        store = self.incomingstore(embeddings)
+        fdes = fderows(embeddings)
         if fdes.shape[0] != len(store):
             raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
 
         # A learned encoding trains on the stored tokens, then encodes them
         encoder = getattr(embeddings, "encoder", None)
         if encoder is not None:
-            fdes = self.learn(encoder, store)
+            fdes = trainandencode(encoder, store, self.settings, self.config.get("gpu", True))
 
         with self.lock.write():
             self.fingerprint, self.encoding = getattr(embeddings, "fingerprint", None), getattr(embeddings, "encoding", None)
@@ -121,7 +113,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             if self.settings["search"] == "exact":
                 self.fdes = encodingrows(fdes, self.settings["encodingdtype"])
             else:
-                self.delegate = self.createdelegate(fdes.shape[1], fdes.shape[0])
+                self.delegate = createdelegate(self.settings["search"], fdes.shape[1], fdes.shape[0])
                 self.delegate.index(fdes)
                 tune(self.delegate)
 
@@ -131,9 +123,9 @@ class Muvera(ANN):  # pylint: disable=R0904
 
     def append(self, embeddings):
         # Everything is checked before the index changes
-        self.check(embeddings)
-        store = self.tokenstore(embeddings)
-        fdes = self.rows(embeddings)
+        self.checkvectors(embeddings)
+        store = self.incomingstore(embeddings)
+        fdes = fderows(embeddings)
         if fdes.shape[0] != len(store):
             raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
         if self.store is not None and store.dimension != self.store.dimension:
@@ -142,13 +134,13 @@ class Muvera(ANN):  # pylint: disable=R0904
         # A learned encoding encodes new documents with its stored sample, no retraining
         encoder = getattr(embeddings, "encoder", None)
         if encoder is not None:
-            fdes = self.encoderows(encoder, store)
+            fdes = encodestore(encoder, store)
 
         with self.lock.write():
-            # Token matrices first, then FDE rows: ids line up with store rows
-            for start in range(0, len(store), 1024):
-                tokens, offsets, scales = store.gather(range(start, min(start + 1024, len(store))))
-                self.store.append(dequantize(tokens, scales), offsets)
+            # Token matrices first, then FDE rows: ids line up with store rows. Stored rows are appended as they are
+            # (int8 rows with their scales), not dequantized and quantized again
+            for _, tokens, offsets, scales in blocks(store):
+                self.store.append(tokens, offsets, scales)
 
             if self.delegate:
                 self.delegate.append(fdes)
@@ -174,7 +166,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             hint = " (with content enabled txtai passes a negative limit as 0)" if limit == 0 and not isinstance(limit, bool) else ""
             raise ValueError(f"search limit must be a positive integer, got {limit!r}{hint}")
 
-        self.check(queries)
+        self.checkvectors(queries)
 
         with self.lock.read():
             # Nothing indexed
@@ -261,7 +253,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             path: index folder
         """
 
-        metadata = readmetadata(path)
+        metadata = readindexmetadata(path)
         files, legacy = metadata["files"], metadata["version"] == LEGACY
         if legacy:
             message = "%s: saved by an earlier txtai-muvera release (format version %d) without data checksums: loaded with size, header and "
@@ -270,21 +262,21 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         # The config must ask for the FDE parameters and model the index was built with
         original = self.config.get("muvera")
-        self.configure(metadata, os.path.join(path, "muvera.json"))
+        self.config["muvera"], self.params = builtparams(metadata, self.settings, self.params, original, os.path.join(path, "muvera.json"))
 
         # Token store: bound to this muvera.json by its sealed store.json (not recorded by the earlier release), then the
         # store validates its own folder
         if not legacy:
             verify(os.path.join(path, "tokens", "store.json"), files.get("tokens/store.json"), path, IndexFileError, "muvera.json")
-        store = plugins.lookup("stores", self.settings["store"]).load(os.path.join(path, "tokens"), verify=self.settings["verify"])
+        store = configuredstore(self.settings, path=os.path.join(path, "tokens"))
         if len(store) != metadata["documents"]:
             raise IndexFileError(f"{path}: token store holds {len(store)} documents, muvera.json records {metadata['documents']}")
 
         fdes, delegate, verifier = None, None, None
         if metadata["delegate"]:
             # Delegated backends parse their files in native code: every file they read is checksummed first
-            self.checkdelegate(path, metadata["delegate"])
-            names = listing(path, "fde")
+            checksaved(path, metadata["delegate"], self.settings["search"])
+            names = filesunder(path, "fde")
             if not names or names != sorted(name for name in files if name == "fde" or name.startswith("fde/")):
                 raise IndexFileError(f"{path}: delegated FDE index files {names} do not match muvera.json")
             for name in names:
@@ -294,16 +286,16 @@ class Muvera(ANN):  # pylint: disable=R0904
                     checksha256(filename, files[name].get("sha256"), size, path)
                 else:
                     verify(filename, files[name], path, IndexFileError, "muvera.json")
-            delegate = self.loaddelegate(path, metadata["delegate"])
+            delegate = loadsaved(path, metadata["delegate"])
         else:
             shape = (metadata["documents"], metadata["dimensions"])
-            fdes, verifier = readarray(path, "fde.npy", files.get("fde.npy"), shape, self.settings["verify"], legacy)
+            fdes, verifier = readfdes(path, files.get("fde.npy"), shape, self.settings["verify"], legacy)
 
         # Learned encoding artifact
         learned = self.loadlearned(path, files, original)
 
         # Consistency with txtai's files: index identity (not recorded by the earlier release), documents and offset
-        offset = self.consistent(path, metadata, store)
+        offset = checkconsistent(path, metadata, store, self.config)
 
         # An earlier release's index gets an identity now: the next save records it in config.json and muvera.json
         if legacy:
@@ -316,53 +308,6 @@ class Muvera(ANN):  # pylint: disable=R0904
         if offset > len(store):
             self.pad(offset)
         self.config["offset"] = offset
-
-    def consistent(self, path, metadata, store):
-        """
-        Checks a loaded folder against txtai's files: the index identity in config.json, the offset txtai numbers new
-        rows from, and the rows txtai's documents database (or ids file) refers to. txtai's Embeddings.save writes
-        config.json, then this folder, then its database: a crash leaves config.json ahead of this folder (repaired by
-        padding, see pad), or this folder ahead of the database (refused).
-
-        Args:
-            path: Muvera index folder
-            metadata: muvera.json
-            store: loaded token store
-
-        Returns:
-            txtai's offset
-        """
-
-        # An earlier release's folder records no identity: config.json may name one when the first save after the upgrade
-        # wrote config.json and died before this folder
-        name, rows = os.path.join(path, "muvera.json"), len(store)
-        block = self.config.get("muvera") if isinstance(self.config.get("muvera"), dict) else {}
-        if block.get("index") and metadata.get("index") != block["index"] and metadata["version"] != LEGACY:
-            raise IndexFileError(
-                f"{name}: belongs to another index than config.json (index {metadata.get('index')}, config.json names {block['index']})"
-            )
-
-        offset = self.config.get("offset", rows)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < rows:
-            raise IndexFileError(
-                f"{name}: {rows} rows, but config.json offset is {offset!r}: the folder is newer than config.json or from another index"
-            )
-
-        # Rows txtai refers to (its documents database, or its ids file when content is disabled) must be the live rows
-        root, referenced = os.path.dirname(path), None
-        if os.path.basename(path) == "embeddings":
-            referenced = indexids(root, self.config) if self.config.get("content") else idsfile(root, self.config)
-        if referenced is not None:
-            live = np.flatnonzero(~np.asarray(store.deleted))
-            if len(referenced) != len(live) or not np.array_equal(np.sort(referenced), live):
-                extra = np.setdiff1d(referenced, live)[:5].tolist()
-                missing = np.setdiff1d(live, referenced)[:5].tolist()
-                raise IndexFileError(
-                    f"{name}: txtai's documents do not match the index rows (rows only in the documents: {extra}, only in the index: {missing}): "
-                    "an interrupted save left the folder inconsistent, restore a backup or rebuild"
-                )
-
-        return offset
 
     def pad(self, offset):
         """
@@ -415,23 +360,23 @@ class Muvera(ANN):  # pylint: disable=R0904
         def write(folder):
             files = {}
             self.store.save(os.path.join(folder, "tokens"))
-            files["tokens/store.json"] = describe(os.path.join(folder, "tokens", "store.json"))
+            files["tokens/store.json"] = describefile(os.path.join(folder, "tokens", "store.json"))
             if self.delegate:
                 self.delegate.save(os.path.join(folder, "fde"))
-                for name in listing(folder, "fde"):
-                    files[name] = describe(os.path.join(folder, name))
+                for name in filesunder(folder, "fde"):
+                    files[name] = describefile(os.path.join(folder, name))
             else:
                 # Rows loaded from an older float32 index are written in the configured type
                 self.verifyfdes()
                 fdes = encodingrows(np.asarray(self.fdes), self.settings["encodingdtype"])
                 np.save(os.path.join(folder, "fde.npy"), fdes, allow_pickle=False)
-                files["fde.npy"] = {**describe(os.path.join(folder, "fde.npy")), "dtype": str(fdes.dtype)}
+                files["fde.npy"] = {**describefile(os.path.join(folder, "fde.npy")), "dtype": str(fdes.dtype)}
 
             # Learned encoding artifact, in txtai's LEMUR format
             if self.learned:
                 self.learned.save(os.path.join(folder, LEARNED))
-                for name in listing(folder, LEARNED):
-                    files[name.replace(os.sep, "/")] = describe(os.path.join(folder, name))
+                for name in filesunder(folder, LEARNED):
+                    files[name.replace(os.sep, "/")] = describefile(os.path.join(folder, name))
 
             metadata = {
                 "format": FORMAT,
@@ -456,61 +401,10 @@ class Muvera(ANN):  # pylint: disable=R0904
             self.fdes, self.delegate, self.store, self.verifier, self.learned = None, None, None, None, None
             super().close()
 
-    def learn(self, encoder, store):
-        """
-        Trains a learned encoding on the stored token vectors, unless it was given a trained artifact, and encodes them.
-        A collection too small to train on falls back to MUVERA, with a warning.
-
-        Args:
-            encoder: learned encoding shared with the vectors model
-            store: token store of the new index
-
-        Returns:
-            float32 rows
-        """
-
-        if encoder.train:
-            tokens, offsets, scales = store.gather(range(len(store)))
-            tokens = dequantize(tokens, scales)
-            documents = int((np.diff(offsets) > 0).sum())
-            if encoder.trainable(documents):
-                gpu = self.config.get("gpu", True)
-                device = "cuda" if gpu is not False and torch.cuda.is_available() else None
-                encoder.fit(tokens, offsets, device=device, progress=self.settings["progress"])
-            else:
-                logger.warning(
-                    "%d documents are too few to train the %s encoding (minimum %d): falling back to MUVERA",
-                    documents,
-                    self.settings["encoding"],
-                    encoder.params["minimum"],
-                )
-                encoder.usefallback(plugins.lookup("encodings", "muvera")(dimension=store.dimension))
-
-        return self.encoderows(encoder, store)
-
-    def encoderows(self, encoder, store):
-        """
-        Encodes every document of a token store.
-
-        Args:
-            encoder: encoding
-            store: token store
-
-        Returns:
-            float32 rows
-        """
-
-        rows = np.empty((len(store), encoder.dimensions), dtype=np.float32)
-        for start in range(0, len(store), 1024):
-            tokens, offsets, scales = store.gather(range(start, min(start + 1024, len(store))))
-            rows[start : start + len(offsets) - 1] = encoder(dequantize(tokens, scales), offsets, "data")
-
-        return self.rows(rows)
-
     def loadlearned(self, path, files, original):
         """
-        Loads the artifact of a learned encoding saved with the index, after its checksums, and hands it to the vectors
-        model through the config, which txtai shares between the backend and the vectors model it creates next.
+        Loads the learned encoding saved with the index (see learned.loadartifact) and hands it to the vectors model
+        through the config, which txtai shares between the backend and the vectors model it creates next.
 
         Args:
             path: index folder
@@ -521,28 +415,17 @@ class Muvera(ANN):  # pylint: disable=R0904
             trained model or None
         """
 
-        names = sorted(name for name in files if name.startswith(f"{LEARNED}/"))
-        if getattr(plugins.lookup("encodings", self.settings["encoding"]), "learned", False) and not names:
-            raise IndexFileError(f"{path}: the trained {self.settings['encoding']} encoding is missing from muvera.json")
-        if not names:
-            return None
-
-        # safetensors are parsed in native code: every file is checksummed first
-        for name in names:
-            verify(os.path.join(path, name), files[name], path, IndexFileError, "muvera.json")
-        try:
-            learned = LemurModel.load(os.path.join(path, LEARNED))
-        except ArtifactError as error:
-            raise IndexFileError(str(error)) from error
+        model = loadartifact(path, files, self.settings["encoding"])
 
         # The sparse slot creates its vectors model first, from a copy of the config that shares the muvera block
-        self.config["muvera"]["path"] = os.path.join(path, LEARNED)
-        if isinstance(original, dict):
-            original["path"] = self.config["muvera"]["path"]
+        if model:
+            self.config["muvera"]["path"] = os.path.join(path, LEARNED)
+            if isinstance(original, dict):
+                original["path"] = self.config["muvera"]["path"]
 
-        return learned
+        return model
 
-    def check(self, embeddings):
+    def checkvectors(self, embeddings):
         """
         Checks that vectors come from the model and encoding this index was built with.
 
@@ -578,67 +461,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         return self.delegate.config.get("dimensions") if self.delegate else None
 
-    def rows(self, embeddings):
-        """
-        Reads FDE rows as a contiguous float32 array, refusing NaN and inf.
-
-        Args:
-            embeddings: FDE rows
-
-        Returns:
-            float32 array
-        """
-
-        fdes = np.ascontiguousarray(embeddings, dtype=np.float32)
-        if fdes.ndim != 2:
-            raise ValueError(f"FDE vectors must be a 2D array, got shape {fdes.shape}")
-
-        # Chunked so a large memory-mapped array is not copied to test it
-        for start in range(0, fdes.shape[0], 65536):
-            if not np.isfinite(fdes[start : start + 65536]).all():
-                raise ValueError("FDE vectors contain NaN or infinite values")
-
-        return fdes
-
-    def configure(self, metadata, name):
-        """
-        Checks the config's FDE parameters against the ones the index was built with and fills in the rest, so the
-        vectors model built after this load encodes like the index.
-
-        Args:
-            metadata: index metadata
-            name: metadata file, for messages
-        """
-
-        # Parameters added to the encoding after this index was built take the values it was built with
-        if metadata["encoding"]:
-            legacy = getattr(plugins.lookup("encodings", self.settings["encoding"]), "LEGACY", {})
-            metadata["encoding"] = {**legacy, **metadata["encoding"]}
-
-        saved = {k: v for k, v in (metadata["encoding"] or {}).items() if k != "dimension"}
-        changed = sorted(k for k, v in self.params.items() if k in saved and saved[k] != v)
-        if changed:
-            built = ", ".join(f"{k}={saved[k]!r}" for k in changed)
-            asked = ", ".join(f"{k}={self.params[k]!r}" for k in changed)
-            raise IndexFileError(
-                f"{name}: this index was built with FDE parameters {built}, the config asks for {asked}: load it without changing them"
-            )
-
-        # Saved parameters must be ones the encoding accepts, checked here rather than when txtai builds the vectors model
-        try:
-            resolve({"encoding": self.settings["encoding"], **saved})
-        except ValueError as error:
-            encoding = self.settings["encoding"]
-            raise IndexFileError(f"{name}: records encoding parameters the {encoding!r} encoding does not accept ({error})") from error
-
-        block = self.config.get("muvera")
-        block = dict(block) if isinstance(block, dict) else {}
-        if metadata["fingerprint"]:
-            block.setdefault("fingerprint", metadata["fingerprint"])
-        self.config["muvera"] = {**saved, **block}
-        self.params = {**saved, **self.params}
-
-    def tokenstore(self, embeddings):
+    def incomingstore(self, embeddings):
         """
         Gets the token store that travels with FDE rows, building one from plain token matrices when needed.
 
@@ -653,240 +476,8 @@ class Muvera(ANN):  # pylint: disable=R0904
             return embeddings.store
 
         if isinstance(embeddings, LateArray) and embeddings.tokens is not None:
-            store = plugins.lookup("stores", self.settings["store"])(embeddings.tokens.shape[1], self.settings["dtype"])
+            store = configuredstore(self.settings, embeddings.tokens.shape[1])
             store.append(embeddings.tokens, embeddings.offsets)
             return store
 
         raise ValueError("txtai_muvera.Muvera needs token vectors with its FDE rows: set method: txtai_muvera.LateVectors")
-
-    def createdelegate(self, dimensions, rows=None):
-        """
-        Creates the txtai ANN that searches FDE rows, when muvera.search names a backend.
-
-        Args:
-            dimensions: FDE width
-            rows: number of rows to index
-
-        Returns:
-            txtai ANN
-        """
-
-        config = self.delegateconfig(dimensions, rows)
-        config["dimensions"] = dimensions
-        return ANNFactory.create(config)
-
-    def delegateconfig(self, dimensions=None, rows=None):
-        """
-        Builds the delegated ANN config from muvera.search: a txtai ANN backend, a preset name or a dict.
-
-        Args:
-            dimensions: candidate vector width
-            rows: number of rows to index
-
-        Returns:
-            config dict with a backend key
-        """
-
-        return delegateconfig(self.settings["search"], dimensions, rows)
-
-    def checkdelegate(self, path, saved):
-        """
-        Checks the delegated ANN config of a saved folder. Only the backend this config names is accepted: a saved file
-        never chooses which code runs.
-
-        Args:
-            path: index folder
-            saved: delegate config from muvera.json
-        """
-
-        name = os.path.join(path, "muvera.json")
-        backend = self.delegateconfig()["backend"] if self.settings["search"] != "exact" else None
-        if not isinstance(saved, dict) or saved.get("backend") != backend:
-            found = saved.get("backend") if isinstance(saved, dict) else saved
-            raise IndexFileError(f"{name}: delegated FDE search {found!r} is not the configured {backend!r}")
-        dimensions = saved.get("dimensions")
-        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
-            raise IndexFileError(f"{name}: invalid delegate dimensions {dimensions!r}")
-
-    def loaddelegate(self, path, saved):
-        """
-        Loads the delegated ANN of a checked folder.
-
-        Args:
-            path: index folder
-            saved: delegate config from muvera.json
-
-        Returns:
-            txtai ANN
-        """
-
-        delegate = ANNFactory.create(dict(saved))
-        try:
-            delegate.load(os.path.join(path, "fde"))
-        except (RuntimeError, OSError, ValueError, KeyError, TypeError) as error:
-            raise IndexFileError(f"{os.path.join(path, 'fde')}: unreadable delegated FDE index ({error})") from error
-
-        # Search settings faiss does not save
-        tune(delegate)
-
-        return delegate
-
-
-def idsfile(root, config):
-    """
-    Reads the live row ids of txtai's ids file (content disabled): position i holds row i's id, None once deleted.
-
-    Args:
-        root: txtai index folder
-        config: txtai embeddings config
-
-    Returns:
-        int64 array of live row ids, or None when there is no ids file to check
-    """
-
-    name = os.path.join(root, "ids")
-    if "ids" in config or not os.path.lexists(name):
-        return None
-
-    # A regular file inside the folder, read with txtai's MessagePack serializer (never its pickle fallback)
-    try:
-        with openfile(name, root) as handle:
-            ids = SerializeFactory.create().loadstream(handle)
-    except IndexFileError:
-        raise
-    except Exception as error:  # pylint: disable=W0718
-        raise IndexFileError(f"{name}: unreadable txtai ids file ({type(error).__name__}: {error})") from error
-
-    if not isinstance(ids, list):
-        raise IndexFileError(f"{name}: not a txtai ids list")
-
-    return np.array([x for x, uid in enumerate(ids) if uid is not None], dtype=np.int64)
-
-
-def readmetadata(path):
-    """
-    Reads and validates the metadata of a saved Muvera index folder.
-
-    Args:
-        path: index folder
-
-    Returns:
-        metadata dict
-
-    Raises:
-        IndexFileError: missing, foreign or corrupt metadata
-    """
-
-    name = os.path.join(path, "muvera.json")
-    if not os.path.lexists(name):
-        raise IndexFileError(f"{path} is not a txtai-muvera index: {name} is missing")
-
-    def check(metadata):
-        if metadata.get("format") != FORMAT:
-            raise IndexFileError(f"{name} is not a txtai-muvera index file")
-        if metadata.get("version") not in (VERSION, LEGACY):
-            raise IndexFileError(f"{name} has format version {metadata.get('version')!r}, this txtai-muvera reads versions {LEGACY} and {VERSION}")
-
-    # Bounded, regular file inside the folder, format and version, then its seal (the earlier version has none)
-    metadata = readjson(name, path, IndexFileError, check, lambda metadata: metadata.get("version") == LEGACY)
-
-    # Field types: everything later code relies on
-    problems = []
-    for key in ("fingerprint", "index"):
-        if not (metadata.get(key) is None or isinstance(metadata[key], str)):
-            problems.append(key)
-    encoding = metadata.get("encoding")
-    if not (encoding is None or (isinstance(encoding, dict) and all(isinstance(v, (int, float, bool, str, type(None))) for v in encoding.values()))):
-        problems.append("encoding")
-    for key, minimum in (("documents", 0), ("dimensions", 1)):
-        value = metadata.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            problems.append(key)
-    if not (metadata.get("delegate") is None or isinstance(metadata["delegate"], dict)):
-        problems.append("delegate")
-    files = metadata.get("files")
-    if not isinstance(files, dict) or not all(isinstance(v, dict) and safename(k) for k, v in files.items()):
-        problems.append("files")
-    if problems:
-        raise IndexFileError(f"{name} is corrupt: invalid {', '.join(problems)}")
-
-    return metadata
-
-
-def safename(name):
-    """
-    Checks that a file name recorded in metadata stays inside the index folder.
-
-    Args:
-        name: relative file name
-
-    Returns:
-        True when name is a plain relative path without parent references
-    """
-
-    parts = name.replace("\\", "/").split("/") if isinstance(name, str) else []
-    return bool(parts) and not os.path.isabs(name) and all(part not in ("", ".", "..") for part in parts)
-
-
-def listing(folder, name):
-    """
-    Lists the files a delegated ANN wrote: the file itself, or every file under its folder.
-
-    Args:
-        folder: index folder
-        name: file or folder name inside it
-
-    Returns:
-        sorted relative file names
-    """
-
-    target = os.path.join(folder, name)
-    if not os.path.isdir(target) or os.path.islink(target):
-        return [name] if os.path.lexists(target) else []
-
-    names = []
-    for root, folders, files in os.walk(target):
-        names.extend(os.path.relpath(os.path.join(root, f), folder) for f in files + [f for f in folders if os.path.islink(os.path.join(root, f))])
-
-    return sorted(names)
-
-
-def readarray(path, name, expected, shape, policy="lazy", legacy=False):
-    """
-    Memory maps a saved .npy array after checking its size, header, dtype and shape. Never unpickles. The dtype is the
-    one recorded in its description (float32 by default).
-
-    Args:
-        path: index folder
-        name: file name
-        expected: recorded description (files.describe, optionally with a dtype)
-        shape: expected shape
-        policy: checksum verification, "load" verifies now, "lazy" and "off" only check size and header (the caller
-            runs the verifier before the rows are first searched, or on verify)
-        legacy: described by an earlier release: size and header only, no checksums (the verifier is None)
-
-    Returns:
-        (read-only memory-mapped array, Verifier)
-
-    Raises:
-        IndexFileError: missing, truncated, foreign or corrupt file
-    """
-
-    filename = os.path.join(path, name)
-    size = checksize(filename, expected, path, IndexFileError, "muvera.json", legacy)
-    dtype = np.dtype(expected.get("dtype", "float32")) if expected.get("dtype", "float32") in ("float32", "float16") else None
-    if dtype is None:
-        raise IndexFileError(f"{filename}: unsupported dtype {expected.get('dtype')!r} in muvera.json")
-
-    # Header only, never the data
-    start = npyheader(filename, size, dtype, shape, IndexFileError, path)
-
-    verifier = Verifier(filename, expected) if not legacy else None
-    if policy == "load" and verifier:
-        verifier.all()
-
-    # Zero rows cannot be memory mapped
-    if not shape[0]:
-        return np.zeros(shape, dtype=dtype), None
-
-    return np.memmap(filename, dtype=dtype, mode="r", offset=start, shape=tuple(shape)), verifier

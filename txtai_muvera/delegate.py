@@ -4,6 +4,9 @@ Delegate module
 
 import logging
 import math
+import os
+
+from .core.files import IndexFileError
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,76 @@ def delegateconfig(search, dimensions=None, rows=None):
         config["faiss"] = {**settings, "sample": settings["maxtrain"] / rows}
 
     return config
+
+
+def createdelegate(search, dimensions, rows=None):
+    """
+    Creates the txtai ANN that searches FDE rows, when muvera.search names a backend.
+
+    Args:
+        search: muvera.search setting
+        dimensions: FDE width
+        rows: number of rows to index
+
+    Returns:
+        txtai ANN
+    """
+
+    # txtai is imported on first use: settings read PRESETS without it
+    # pylint: disable-next=C0415
+    from txtai.ann import ANNFactory
+
+    config = delegateconfig(search, dimensions, rows)
+    config["dimensions"] = dimensions
+    return ANNFactory.create(config)
+
+
+def checksaved(path, saved, search):
+    """
+    Checks the delegated ANN config of a saved folder. Only the backend the config names is accepted: a saved file never
+    chooses which code runs.
+
+    Args:
+        path: Muvera index folder
+        saved: delegate config from muvera.json
+        search: muvera.search setting
+    """
+
+    name = os.path.join(path, "muvera.json")
+    backend = delegateconfig(search)["backend"] if search != "exact" else None
+    if not isinstance(saved, dict) or saved.get("backend") != backend:
+        found = saved.get("backend") if isinstance(saved, dict) else saved
+        raise IndexFileError(f"{name}: delegated FDE search {found!r} is not the configured {backend!r}")
+    dimensions = saved.get("dimensions")
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
+        raise IndexFileError(f"{name}: invalid delegate dimensions {dimensions!r}")
+
+
+def loadsaved(path, saved):
+    """
+    Loads the delegated ANN of a checked folder (see checksaved).
+
+    Args:
+        path: Muvera index folder
+        saved: delegate config from muvera.json
+
+    Returns:
+        txtai ANN
+    """
+
+    # pylint: disable-next=C0415
+    from txtai.ann import ANNFactory
+
+    delegate = ANNFactory.create(dict(saved))
+    try:
+        delegate.load(os.path.join(path, "fde"))
+    except (RuntimeError, OSError, ValueError, KeyError, TypeError) as error:
+        raise IndexFileError(f"{os.path.join(path, 'fde')}: unreadable delegated FDE index ({error})") from error
+
+    # Search settings faiss does not save
+    tune(delegate)
+
+    return delegate
 
 
 def pqsize(dimensions):

@@ -45,7 +45,8 @@ def register_stores(register):  # pylint: disable=W0613
     """
     Registers token stores.
 
-    Call register(name, cls) where cls(dimension, dtype) has append, delete, gather, count, save and a static load(path).
+    Call register(name, cls) where cls(dimension, dtype) has attributes dimension and deleted, len(), append(flat, offsets,
+    scales=None), delete, gather, count, save(path) and a static load(path, verify).
 
     Args:
         register: callback

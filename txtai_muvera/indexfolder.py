@@ -1,5 +1,6 @@
 """
-Index folder module: atomic saves, consistency reads and transactional reindexing of a txtai Embeddings index folder.
+Index folder module: atomic saves, consistency reads and transactional reindexing of a txtai Embeddings index folder, and
+the files of the Muvera folder inside it.
 """
 
 import os
@@ -13,13 +14,19 @@ from urllib.request import pathname2url
 import numpy as np
 
 from txtai.embeddings import Embeddings
+from txtai.serialize import SerializeFactory
 
-from .core.files import IndexFileError, filesize
+from .core.files import IndexFileError, filesize, openfile, readformat, safename
+from .core.integrity import mapnpy
 from .core.folder import replace
-from .settings import resolve
+from .settings import readsettings
 
 # Archive suffixes txtai saves as compressed files instead of folders
 ARCHIVES = (".tar.bz2", ".tar.gz", ".tar.xz", ".zip")
+
+# Metadata file format of a saved Muvera index folder, and the earlier version still read (unsealed, sizes only for the
+# arrays, sha256 of delegated files, no index id)
+FORMAT, VERSION, LEGACY = "txtai-muvera-index", 3, 2
 
 
 def save(embeddings, path):
@@ -83,6 +90,152 @@ def indexids(root, config):
     return np.array([row[0] for row in rows], dtype=np.int64)
 
 
+def checkconsistent(path, metadata, store, config):
+    """
+    Checks a loaded folder against txtai's files: the index identity in config.json, the offset txtai numbers new
+    rows from, and the rows txtai's documents database (or ids file) refers to. txtai's Embeddings.save writes
+    config.json, then this folder, then its database: a crash leaves config.json ahead of this folder (repaired by
+    padding, see Muvera.pad), or this folder ahead of the database (refused).
+
+    Args:
+        path: Muvera index folder
+        metadata: muvera.json
+        store: loaded token store
+
+    Returns:
+        txtai's offset
+    """
+
+    # An earlier release's folder records no identity: config.json may name one when the first save after the upgrade
+    # wrote config.json and died before this folder
+    name, rows = os.path.join(path, "muvera.json"), len(store)
+    block = config.get("muvera") if isinstance(config.get("muvera"), dict) else {}
+    if block.get("index") and metadata.get("index") != block["index"] and metadata["version"] != LEGACY:
+        raise IndexFileError(f"{name}: belongs to another index than config.json (index {metadata.get('index')}, config.json names {block['index']})")
+
+    offset = config.get("offset", rows)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < rows:
+        raise IndexFileError(f"{name}: {rows} rows, but config.json offset is {offset!r}: the folder is newer than config.json or from another index")
+
+    # Rows txtai refers to (its documents database, or its ids file when content is disabled) must be the live rows
+    root, referenced = os.path.dirname(path), None
+    if os.path.basename(path) == "embeddings":
+        referenced = indexids(root, config) if config.get("content") else idsfile(root, config)
+    if referenced is not None:
+        live = np.flatnonzero(~np.asarray(store.deleted))
+        if len(referenced) != len(live) or not np.array_equal(np.sort(referenced), live):
+            extra = np.setdiff1d(referenced, live)[:5].tolist()
+            missing = np.setdiff1d(live, referenced)[:5].tolist()
+            raise IndexFileError(
+                f"{name}: txtai's documents do not match the index rows (rows only in the documents: {extra}, only in the index: {missing}): "
+                "an interrupted save left the folder inconsistent, restore a backup or rebuild"
+            )
+
+    return offset
+
+
+def idsfile(root, config):
+    """
+    Reads the live row ids of txtai's ids file (content disabled): position i holds row i's id, None once deleted.
+
+    Args:
+        root: txtai index folder
+        config: txtai embeddings config
+
+    Returns:
+        int64 array of live row ids, or None when there is no ids file to check
+    """
+
+    name = os.path.join(root, "ids")
+    if "ids" in config or not os.path.lexists(name):
+        return None
+
+    # A regular file inside the folder, read with txtai's MessagePack serializer (never its pickle fallback)
+    try:
+        with openfile(name, root) as handle:
+            ids = SerializeFactory.create().loadstream(handle)
+    except IndexFileError:
+        raise
+    except Exception as error:  # pylint: disable=W0718
+        raise IndexFileError(f"{name}: unreadable txtai ids file ({type(error).__name__}: {error})") from error
+
+    if not isinstance(ids, list):
+        raise IndexFileError(f"{name}: not a txtai ids list")
+
+    return np.array([x for x, uid in enumerate(ids) if uid is not None], dtype=np.int64)
+
+
+def readindexmetadata(path):
+    """
+    Reads and validates muvera.json, the metadata of a saved Muvera index folder.
+
+    Args:
+        path: Muvera index folder
+
+    Returns:
+        metadata dict
+
+    Raises:
+        IndexFileError: missing, foreign or corrupt metadata
+    """
+
+    name = os.path.join(path, "muvera.json")
+    metadata = readformat(name, path, "index", FORMAT, (VERSION, LEGACY))
+
+    # Field types: everything later code relies on
+    problems = []
+    for key in ("fingerprint", "index"):
+        if not (metadata.get(key) is None or isinstance(metadata[key], str)):
+            problems.append(key)
+    encoding = metadata.get("encoding")
+    if not (encoding is None or (isinstance(encoding, dict) and all(isinstance(v, (int, float, bool, str, type(None))) for v in encoding.values()))):
+        problems.append("encoding")
+    for key, minimum in (("documents", 0), ("dimensions", 1)):
+        value = metadata.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            problems.append(key)
+    if not (metadata.get("delegate") is None or isinstance(metadata["delegate"], dict)):
+        problems.append("delegate")
+    files = metadata.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, dict) and safename(k) for k, v in files.items()):
+        problems.append("files")
+    if problems:
+        raise IndexFileError(f"{name} is corrupt: invalid {', '.join(problems)}")
+
+    return metadata
+
+
+def readfdes(path, expected, shape, policy="lazy", legacy=False):
+    """
+    Memory maps the saved FDE rows (fde.npy) of a Muvera folder, in the dtype its description records (float32 by default).
+
+    Args:
+        path: Muvera index folder
+        expected: description from muvera.json (integrity.describefile, optionally with a dtype)
+        shape: expected shape
+        policy: checksum verification, "load" verifies now, "lazy" and "off" only check size and header (the caller
+            runs the verifier before the rows are first searched, or on verify)
+        legacy: described by an earlier release: size and header only, no checksums (the verifier is None)
+
+    Returns:
+        (read-only memory-mapped array, Verifier or None)
+
+    Raises:
+        IndexFileError: missing, truncated, foreign or corrupt file
+    """
+
+    filename = os.path.join(path, "fde.npy")
+    dtype = (expected or {}).get("dtype", "float32")
+    if dtype not in ("float32", "float16"):
+        raise IndexFileError(f"{filename}: unsupported dtype {dtype!r} in muvera.json")
+
+    fdes, verifier, _ = mapnpy(filename, expected, path, np.dtype(dtype), shape, IndexFileError, "muvera.json", legacy)
+    if policy == "load" and verifier:
+        verifier.all()
+
+    return fdes, verifier if shape[0] else None
+
+
 def reindex(embeddings, config=None, function=None, **kwargs):
     """
     Runs txtai's Embeddings.reindex so that a failure loses nothing. txtai's reindex replaces the config and the vectors
@@ -104,7 +257,7 @@ def reindex(embeddings, config=None, function=None, **kwargs):
     # Configuration errors are raised before anything changes
     merged = {**(config or {}), **kwargs}
     if "muvera" in merged or "txtai_muvera" in str(merged.get("method", "")) or "txtai_muvera" in str(merged.get("backend", "")):
-        resolve(merged.get("muvera"))
+        readsettings(merged.get("muvera"))
 
     # Everything txtai's reindex replaces: the instance's attributes (config, model, ANN, scoring, graph, ...), the
     # ANN's own state (it is closed first) and the database object's state and rows

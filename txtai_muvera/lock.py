@@ -17,44 +17,44 @@ class ReadWriteLock:
         self.condition = threading.Condition(threading.Lock())
         self.readers, self.writer, self.waiting = 0, None, 0
 
-    @contextmanager
     def read(self):
         """
         Holds the lock shared while the block runs.
+
+        Returns:
+            context manager
+        """
+
+        return self.hold(shared=True)
+
+    def write(self):
+        """
+        Holds the lock exclusively while the block runs.
+
+        Returns:
+            context manager
+        """
+
+        return self.hold(shared=False)
+
+    @contextmanager
+    def hold(self, shared):
+        """
+        Holds the lock shared or exclusively while the block runs. Re-entrant for the writing thread.
+
+        Args:
+            shared: True for a reader, False for the writer
         """
 
         me = threading.get_ident()
         with self.condition:
             # The writer already holds the lock exclusively
             reentrant = self.writer == me
-            if not reentrant:
+            if not reentrant and shared:
                 while self.writer is not None or self.waiting:
                     self.condition.wait()
                 self.readers += 1
-
-        if reentrant:
-            yield
-            return
-
-        try:
-            yield
-        finally:
-            with self.condition:
-                self.readers -= 1
-                if not self.readers:
-                    self.condition.notify_all()
-
-    @contextmanager
-    def write(self):
-        """
-        Holds the lock exclusively while the block runs.
-        """
-
-        me = threading.get_ident()
-        with self.condition:
-            # Re-entrant for the writing thread
-            reentrant = self.writer == me
-            if not reentrant:
+            elif not reentrant:
                 self.waiting += 1
                 while self.writer is not None or self.readers:
                     self.condition.wait()
@@ -69,5 +69,11 @@ class ReadWriteLock:
             yield
         finally:
             with self.condition:
-                self.writer = None
-                self.condition.notify_all()
+                if shared:
+                    self.readers -= 1
+                else:
+                    self.writer = None
+
+                # Waiting threads re-check once the last reader or the writer leaves
+                if not self.readers:
+                    self.condition.notify_all()

@@ -42,7 +42,7 @@ LOCK = threading.RLock()
 LOADED = False
 
 
-def load():
+def loadplugins():
     """
     Registers the default plugins and loads entry point plugins, once.
     """
@@ -82,7 +82,7 @@ def register(plugin, name=None):
         plugin name
     """
 
-    load()
+    loadplugins()
     return pm.register(plugin, name)
 
 
@@ -112,9 +112,9 @@ def registry(kind):
     if kind not in KINDS:
         raise ValueError(f"unknown plugin kind '{kind}', expected one of {sorted(KINDS)}")
 
-    load()
+    loadplugins()
 
-    # Collect registrations, later registrations (third-party plugins) do not silently replace earlier ones
+    # Collect registrations: the first one of a name is kept, a second one is logged
     entries = {}
 
     def add(name, factory):
@@ -123,7 +123,8 @@ def registry(kind):
             return
         entries[name] = factory
 
-    # Hooks run last-registered first: reverse so that default plugins register first
+    # Registered in order: entry points, defaults, then run time plugins. Reversed, a run time plugin comes first (it
+    # can override a default) and a default comes before any entry point (no package silently replaces one)
     for impl in reversed(getattr(pm.hook, KINDS[kind]).get_hookimpls()):
         impl.function(register=add)
 
@@ -146,10 +147,10 @@ def lookup(kind, name):
     if name not in entries:
         raise ValueError(f"no {kind[:-1]} named '{name}' is registered, registered {kind}: {sorted(entries)}")
 
-    return resolve(entries[name])
+    return importfactory(entries[name])
 
 
-def resolve(factory):
+def importfactory(factory):
     """
     Imports a factory registered lazily as a "module:qualname" path; other factories pass through.
 

@@ -32,7 +32,7 @@ class Reranker(Pipeline):
         self.application = application
         self.embeddings, self.similarity = embeddings, similarity
 
-    def resolve(self):
+    def bindapplication(self):
         """
         Resolves the embeddings and similarity pipeline from the application, which creates its index after its pipelines.
         """
@@ -61,7 +61,7 @@ class Reranker(Pipeline):
             list of query results rescored with MaxSim, a list of those for a list of queries
         """
 
-        self.resolve()
+        self.bindapplication()
 
         queries = [query] if isinstance(query, str) else query
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

@@ -10,6 +10,7 @@ import torch
 
 from . import plugins
 from .core.certified import PRECISIONS
+from .core.files import IndexFileError
 from .core.scan import ENCODINGDTYPES
 from .delegate import PRESETS
 
@@ -56,7 +57,7 @@ BACKENDS = ("annoy", "faiss", "ggml", "hnsw", "milvus", "numpy", "pgvector", "ra
 logger = logging.getLogger(__name__)
 
 
-def resolve(block):
+def readsettings(block):
     """
     Validates a muvera: config block and fills in defaults.
 
@@ -89,6 +90,10 @@ def resolve(block):
     checkvalues(settings)
 
     return settings, {key: block[key] for key in accepted if key in block}
+
+
+# Former name of readsettings, for the command-line modules until they import readsettings
+resolve = readsettings
 
 
 def checkvalues(settings):
@@ -221,3 +226,62 @@ def indexconfig(path, block, gpu=True, batchsize=32, progress=False):
         "encodebatch": batchsize,
         "muvera": {**block, "progress": progress},
     }
+
+
+def configuredstore(settings, dimension=None, path=None):
+    """
+    Creates an empty token store of the configured kind and dtype, or loads a saved one.
+
+    Args:
+        settings: index settings
+        dimension: token vector width of a new store
+        path: folder of a saved store to load instead
+
+    Returns:
+        token store
+    """
+
+    factory = plugins.lookup("stores", settings["store"])
+    return factory.load(path, verify=settings["verify"]) if path else factory(dimension, settings["dtype"])
+
+
+def builtparams(metadata, settings, params, block, name):
+    """
+    Checks the config's FDE parameters against the ones an index was built with and fills in the rest, so the vectors
+    model built after a load encodes like the index.
+
+    Args:
+        metadata: index metadata (muvera.json), its encoding completed with parameters added since
+        settings: index settings
+        params: encoding parameters the config asks for
+        block: the config's muvera block
+        name: metadata file, for messages
+
+    Returns:
+        (muvera block for the config, encoding parameters)
+    """
+
+    # Parameters added to the encoding after this index was built take the values it was built with
+    if metadata["encoding"]:
+        legacy = getattr(plugins.lookup("encodings", settings["encoding"]), "LEGACY", {})
+        metadata["encoding"] = {**legacy, **metadata["encoding"]}
+
+    saved = {k: v for k, v in (metadata["encoding"] or {}).items() if k != "dimension"}
+    changed = sorted(k for k, v in params.items() if k in saved and saved[k] != v)
+    if changed:
+        built = ", ".join(f"{k}={saved[k]!r}" for k in changed)
+        asked = ", ".join(f"{k}={params[k]!r}" for k in changed)
+        raise IndexFileError(f"{name}: this index was built with FDE parameters {built}, the config asks for {asked}: load it without changing them")
+
+    # Saved parameters must be ones the encoding accepts, checked here rather than when txtai builds the vectors model
+    try:
+        readsettings({"encoding": settings["encoding"], **saved})
+    except ValueError as error:
+        encoding = settings["encoding"]
+        raise IndexFileError(f"{name}: records encoding parameters the {encoding!r} encoding does not accept ({error})") from error
+
+    block = dict(block) if isinstance(block, dict) else {}
+    if metadata["fingerprint"]:
+        block.setdefault("fingerprint", metadata["fingerprint"])
+
+    return {**saved, **block}, {**saved, **params}

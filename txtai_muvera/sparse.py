@@ -59,7 +59,7 @@ def enable():
     # Same defaults as Sparse.__init__(self, config=None, models=None)
     def init(self, config=None, models=None, *args, **kwargs):  # pylint: disable=W1113
         if config is not None:
-            configure(config)
+            uselatevectors(config)
         original(self, config, models, *args, **kwargs)
 
     init.txtaimuvera = True
@@ -100,7 +100,7 @@ def warn(config):
         )
 
 
-def configure(config):
+def uselatevectors(config):
     """
     Adds the txtai-muvera vector method and backend to a sparse scoring config that names a late-interaction model.
 

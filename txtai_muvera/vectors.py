@@ -13,12 +13,12 @@ from txtai.version import __version__ as TXTAI
 
 from . import plugins, progress
 from .array import LateArray
-from .core.inputs import check, matrices as tokenmatrices
+from .core.inputs import checkinput, matrices as tokenmatrices
 from .core.maxsim import maxsim
 from .core.ragged import pack
 from .errors import configuration
 from .indexfolder import guard
-from .settings import checkconfig, resolve
+from .settings import checkconfig, configuredstore, readsettings
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 SUPPORTED = (9,)
 
 
+# txtai's encode is never called: vectorize, its only caller, is overridden
+# pylint: disable-next=W0223
 class LateVectors(Vectors):
     """
     txtai Vectors method for late-interaction models. Each text becomes a token matrix and its MUVERA fixed dimensional
@@ -40,11 +42,11 @@ class LateVectors(Vectors):
         # txtai's reindex of an index that uses this method validates first and loses nothing on failure
         guard()
 
-        # Configuration errors reach the user as ConfigurationError, not as txtai's "Unable to resolve vectors backend"
+        # Configuration errors reach the user as ConfigurationError, not as txtai's "Unable to readsettings vectors backend"
         with configuration():
             # Index settings and encoding parameters from the muvera: block, validated before the model loads
             checkconfig(config)
-            self.settings, self.params = resolve(config.get("muvera") if config else None)
+            self.settings, self.params = readsettings(config.get("muvera") if config else None)
 
             if config and config.get("quantize"):
                 raise ValueError("quantize is not supported by txtai_muvera.LateVectors, set muvera: {dtype: int8} to shrink token vectors")
@@ -67,10 +69,6 @@ class LateVectors(Vectors):
         # Registered late-interaction encoder
         factory = plugins.lookup("encoders", self.settings["encoder"])
         return factory(path, gpu=self.config.get("gpu", True), batchsize=self.config.get("encodebatch", 32))
-
-    def encode(self, data, category=None):
-        # Token matrices, one per text
-        return self.model.encode(data, category="query" if category in (None, "query") else "data", batchsize=self.encodebatch)
 
     def index(self, documents, batchsize=500, checkpoint=None):
         # A different model is refused before any document is read: txtai writes documents to its database as they stream
@@ -105,7 +103,7 @@ class LateVectors(Vectors):
         except TypeError as error:
             raise TypeError(f"document {uid!r}: {error}") from error
 
-        check(data, self.model.dimension, f"document {uid!r}", self.settings["dtype"])
+        checkinput(data, self.model.dimension, f"document {uid!r}", self.settings["dtype"])
 
     def checkmodel(self):
         """
@@ -144,7 +142,7 @@ class LateVectors(Vectors):
                 if buffer
                 else np.empty((len(ids), dimensions), np.float32)
             )
-            store = plugins.lookup("stores", self.settings["store"])(self.model.dimension, self.settings["dtype"])
+            store = configuredstore(self.settings, self.model.dimension)
 
             with open(stream, "rb") as queue:
                 x = 0

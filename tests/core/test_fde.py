@@ -335,7 +335,7 @@ def test_chunks():
 
     fde, small = FDE(16, repetitions=3, hashes=3, projection=4), FDE(16, repetitions=3, hashes=3, projection=4)
     small.BUDGET = 200
-    assert len(small.chunks(offsets)) > 10
+    assert len(small.runs(offsets)) > 10
 
     for category in ("query", "data"):
         expected = fde(flat, offsets, category)

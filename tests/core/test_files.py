@@ -16,7 +16,8 @@ from txtai import Embeddings
 
 from txtai_muvera.ann import IndexFileError, Muvera
 
-from txtai_muvera.core.store import StoreError, TokenStore
+from txtai_muvera.core.store import TokenStore
+from txtai_muvera.core.storefolder import StoreError
 
 from helpers import TEXTS, late, reseal
 
@@ -115,7 +116,7 @@ def test_missing_and_foreign_folders(saved, tmp_path, guarded):
         (b"not json", "is corrupt"),
         (b"[" * 100000, "is corrupt"),
         (json.dumps({"format": "other"}).encode(), "not a txtai-muvera index file"),
-        (json.dumps({"format": "txtai-muvera-index", "version": 1}).encode(), "format version 1"),
+        (json.dumps({"format": "txtai-muvera-index", "version": 1}).encode(), "unsupported index version 1"),
         (b"\xff\xfe\x00bytes", "is corrupt"),
         (b" " * (2 << 20), "too large"),
     ]:

@@ -15,8 +15,12 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from txtai_muvera.core.files import canonical, crc, describe, writejson
-from txtai_muvera.core.store import StoreError, TokenStore, dequantize, quantize
+from txtai_muvera.core.files import canonical, crc, writejson
+from txtai_muvera.core.integrity import describefile
+from txtai_muvera.core.quantize import dequantize, quantize
+from txtai_muvera.core.store import TokenStore
+from txtai_muvera.core import storefolder
+from txtai_muvera.core.storefolder import StoreError
 
 # Element sizes per stored dtype
 SIZES = {"float32": 4, "float16": 2, "int8": 1}
@@ -356,7 +360,7 @@ def test_recovery(tmp_path, monkeypatch):
     def fail(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(TokenStore, "_stream", fail)
+    monkeypatch.setattr(storefolder, "streamnpy", fail)
     second.extend(matrices(11, [1]))
     with pytest.raises(OSError):
         second.save(path)
@@ -474,7 +478,7 @@ def test_foreign(tmp_path):
         np.save(path / name, np.array([Payload(str(marker))], dtype=object), allow_pickle=True)
         config = json.loads((path / "store.json").read_text())
         config.pop("checksum")
-        config["files"][name].update(describe(None, (path / name).read_bytes()))
+        config["files"][name].update(describefile(None, (path / name).read_bytes()))
         writejson(str(path / "store.json"), config)
 
         with pytest.raises(StoreError, match=f"{name}: holds object"):
@@ -607,3 +611,29 @@ class StoreMachine(RuleBasedStateMachine):
 
 TestStoreMachine = StoreMachine.TestCase
 TestStoreMachine.settings = settings(max_examples=40, stateful_step_count=20, deadline=None)
+
+
+def test_append_stored_int8_rows():
+    """
+    Test int8 rows with their scales append as stored to an int8 store, dequantized to a float store, checked first
+    """
+
+    flat = np.array([[100, -3], [7, 0], [-50, 50]], dtype=np.int8)
+    scales = np.array([0.5, 0.25, 0.125], dtype=np.float32)
+
+    store = TokenStore(2, "int8")
+    assert store.append(flat, [0, 1, 3], scales) == range(0, 2)
+    tokens, _, stored = store.gather([0, 1])
+    assert tokens.tobytes() == flat.tobytes() and stored.tobytes() == scales.tobytes()
+
+    floats = TokenStore(2, "float32")
+    floats.append(flat, [0, 3], scales)
+    assert floats.get(0).tolist() == dequantize(flat, scales).tolist()
+
+    with pytest.raises(ValueError, match="must be int8"):
+        store.append(flat.astype(np.float32), [0, 3], scales)
+    with pytest.raises(ValueError, match="finite, non-negative"):
+        store.append(flat, [0, 3], np.array([0.5, np.nan, 0.1], dtype=np.float32))
+    with pytest.raises(ValueError, match="finite, non-negative"):
+        store.append(flat, [0, 3], scales[:2])
+    assert len(store) == 2

@@ -25,7 +25,9 @@ import time
 import numpy as np
 import torch
 
-from .maxsim import BUDGET, maxsim, offsets as checkoffsets, rank, reduceat, tensor
+from .maxsim import BUDGET, maxsim, rank, reduceat, tensor
+from .ragged import checkoffsets
+from .store import blocks
 
 # Precision settings: float32 everywhere, int8 screen with exact results, int8 screen with float32 scores for its top k only
 PRECISIONS = ("exact", "certified", "approximate")
@@ -230,8 +232,8 @@ class Screens:
             if store is not self.store:
                 self.store, self.screen = store, None
             done = len(self.screen) if self.screen is not None else 0
-            for start in range(done, len(store), 4096):
-                screen = Screen(*store.gather(range(start, min(start + 4096, len(store)))))
+            for _, *rows in blocks(store, 4096, done):
+                screen = Screen(*rows)
                 if self.screen is None:
                     self.screen = screen
                 else:

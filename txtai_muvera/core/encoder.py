@@ -3,27 +3,17 @@ Encoder module
 """
 
 import hashlib
-import importlib
 import inspect
 import json
-import string
 import threading
-
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
-from huggingface_hub.utils import validate_repo_id
-from safetensors import safe_open
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer
-from transformers.utils import logging
+from transformers import AutoTokenizer
 
-from . import hub
+from .checkpoint import Checkpoint
 
 
 class LateEncoder:
@@ -45,28 +35,13 @@ class LateEncoder:
         if not isinstance(batchsize, int) or isinstance(batchsize, bool) or batchsize < 1:
             raise ValueError(f"batchsize must be a positive int, got {batchsize!r}")
 
-        self.path, self.revision, self.batchsize = hub.expand(str(path)), revision, batchsize
+        self.batchsize, self.revision = batchsize, revision
         self.device = LateEncoder.select(gpu)
 
-        # Local folder or model hub id, checked before anything is read
-        self.local = Path(self.path).is_dir()
-        if not self.local:
-            LateEncoder.checkhub(self.path)
-
-            # Hub unreachable: its cached snapshot, or one line saying what to do, never a retry loop
-            cached = hub.folder(self.path, self.revision)
-            if cached:
-                self.path, self.local = cached, True
-
-        # Checkpoint format decides where the settings and the projection come from
-        if self.location("modules.json"):
-            subfolder, settings, layers, lowercase, prompt = self.pylate()
-        elif self.stanfordformat():
-            subfolder, settings, layers, lowercase, prompt = self.stanford()
-        else:
-            where = self.path if self.local else f"{self.path} on the model hub ({hub.endpoint()})"
-            raise ValueError(f"no modules.json (PyLate) or artifact.metadata/linear.weight (Stanford) in {where}")
-
+        # Checkpoint settings and projection, checked before the transformer is read
+        checkpoint = Checkpoint(path, revision)
+        self.path = checkpoint.path
+        subfolder, settings, layers, lowercase, prompt = checkpoint.read()
         self.settings, self.lowercase, self.prompt = settings, lowercase, prompt
 
         # Tokenizer with the prefix markers registered as tokens, as PyLate does
@@ -84,7 +59,7 @@ class LateEncoder:
             raise ValueError(f"tokenizer in {self.path} has no mask, eos or pad token to pad queries with")
 
         # Transformer in float32, results do not depend on the dtype the checkpoint was saved in
-        model = self.transformer(subfolder)
+        model = checkpoint.transformer(subfolder)
         rows = model.get_input_embeddings().num_embeddings
 
         # Prefix marker ids, which must have a trained embedding row
@@ -257,190 +232,6 @@ class LateEncoder:
         skip = torch.isin(inputs["input_ids"], self.skiplist)
         return inputs["attention_mask"].bool() & ~skip
 
-    def pylate(self):
-        """
-        Reads a PyLate (sentence-transformers) checkpoint: modules.json, config_sentence_transformers.json,
-        sentence_bert_config.json and the Dense modules.
-
-        Returns:
-            (transformer subfolder, settings, projection layers, lowercase, prompt)
-        """
-
-        modules = sorted(self.readjson("modules.json"), key=lambda module: module.get("idx", 0))
-
-        # Transformer module (folder "" is the root) and Dense modules, other modules are ignored as PyLate does
-        transformers = [module for module in modules if module["type"].split(".")[-1] == "Transformer"]
-        denses = [module for module in modules if module["type"].split(".")[-1] == "Dense"]
-        if not transformers:
-            raise ValueError(f"no Transformer module in modules.json in {self.path}")
-        if not denses:
-            raise ValueError(f"no Dense module in modules.json in {self.path}: PyLate would add an untrained projection")
-
-        subfolder = transformers[0].get("path", "").strip("/")
-        layers = [self.dense(module["path"].strip("/")) for module in denses]
-
-        # PyLate settings, defaults where absent or null
-        config = self.readjson("config_sentence_transformers.json") or {}
-        settings = {
-            "query_prefix": LateEncoder.value(config, "query_prefix", "[Q] "),
-            "document_prefix": LateEncoder.value(config, "document_prefix", "[D] "),
-            "query_length": LateEncoder.value(config, "query_length", 32),
-            "document_length": LateEncoder.value(config, "document_length", 180),
-            "do_query_expansion": LateEncoder.value(config, "do_query_expansion", True),
-            "attend_to_expansion_tokens": LateEncoder.value(config, "attend_to_expansion_tokens", False),
-            "skiplist_words": list(LateEncoder.value(config, "skiplist_words", list(string.punctuation))),
-            "format": "pylate",
-        }
-
-        # Without query expansion there is nothing to attend to
-        if not settings["do_query_expansion"]:
-            settings["attend_to_expansion_tokens"] = False
-
-        # Default sentence-transformers prompt, prepended to every text
-        prompts, name = config.get("prompts") or {}, config.get("default_prompt_name")
-        prompt = prompts.get(name) if name else None
-
-        # sentence-transformers lowercases text itself when do_lower_case is set
-        transformer = self.readjson(f"{subfolder}/sentence_bert_config.json" if subfolder else "sentence_bert_config.json") or {}
-
-        return subfolder, settings, layers, bool(transformer.get("do_lower_case", False)), prompt or None
-
-    def stanford(self):
-        """
-        Reads a Stanford ColBERT checkpoint: config.json (HF_ColBERT), artifact.metadata and linear.weight.
-
-        Returns:
-            (transformer subfolder, settings, projection layers, lowercase, prompt)
-        """
-
-        metadata = self.readjson("artifact.metadata") or {}
-
-        # Projection stored next to the BERT weights, no bias
-        weight = self.stanfordweight()
-        if weight is None:
-            raise ValueError(f"no linear.weight (Stanford) in the model weights of {self.path}")
-
-        layer = Dense(weight.shape[1], weight.shape[0], bias=False)
-        layer.load_state_dict({"linear.weight": weight})
-
-        # Stanford markers and lengths, punctuation masked from documents when mask_punctuation is set
-        settings = {
-            "query_prefix": LateEncoder.value(metadata, "query_token_id", "[unused0]"),
-            "document_prefix": LateEncoder.value(metadata, "doc_token_id", "[unused1]"),
-            "query_length": LateEncoder.value(metadata, "query_maxlen", 32),
-            "document_length": LateEncoder.value(metadata, "doc_maxlen", 180),
-            "do_query_expansion": True,
-            "attend_to_expansion_tokens": LateEncoder.value(metadata, "attend_to_mask_tokens", False),
-            "skiplist_words": list(string.punctuation) if LateEncoder.value(metadata, "mask_punctuation", True) else [],
-            "format": "stanford",
-        }
-
-        return "", settings, [layer], False, None
-
-    def transformer(self, subfolder):
-        """
-        Loads the transformer encoder. The loading report is checked here instead of logged: Stanford checkpoints
-        always hold an extra linear.weight, while a missing encoder weight would silently leave random values.
-
-        Args:
-            subfolder: transformer folder, "" for the root
-
-        Returns:
-            transformers model
-        """
-
-        # Quiet load: no warnings and no "Loading weights" bar
-        verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()
-        try:
-            model, info = AutoModel.from_pretrained(
-                self.path, subfolder=subfolder, revision=self.revision, dtype=torch.float32, output_loading_info=True
-            )
-        finally:
-            logging.set_verbosity(verbosity)
-            if bars:
-                logging.enable_progress_bar()
-
-        # Pooler weights are unused, everything else must come from the checkpoint
-        missing = sorted(key for key in info.get("missing_keys", ()) if "pooler" not in key)
-        mismatched = sorted(str(key) for key in info.get("mismatched_keys", ()))
-        if missing or mismatched:
-            raise ValueError(f"transformer weights in {self.path} do not match its config: missing {missing[:5]}, mismatched {mismatched[:5]}")
-
-        return model
-
-    def stanfordformat(self):
-        """
-        Checks for a Stanford ColBERT checkpoint: artifact.metadata or an HF_ColBERT architecture, plus linear.weight.
-
-        Returns:
-            True when this is a Stanford checkpoint
-        """
-
-        config = self.readjson("config.json") or {}
-        architectures = config.get("architectures") or []
-        if not self.location("artifact.metadata") and "HF_ColBERT" not in architectures:
-            return False
-
-        return self.stanfordweight() is not None
-
-    def stanfordweight(self):
-        """
-        Reads linear.weight from a Stanford checkpoint, safetensors first, then pytorch_model.bin.
-
-        Returns:
-            weight tensor or None
-        """
-
-        path = self.location("model.safetensors")
-        if path:
-            with safe_open(str(path), framework="pt", device="cpu") as tensors:
-                return tensors.get_tensor("linear.weight") if "linear.weight" in tensors.keys() else None
-
-        path = self.location("pytorch_model.bin")
-        if path:
-            return torch.load(str(path), map_location="cpu", weights_only=True).get("linear.weight")
-
-        return None
-
-    def dense(self, folder):
-        """
-        Loads a PyLate or sentence-transformers Dense module.
-
-        Args:
-            folder: module folder
-
-        Returns:
-            Dense layer
-        """
-
-        config = self.readjson(f"{folder}/config.json")
-        if config is None:
-            raise ValueError(f"no {folder}/config.json in {self.path}")
-
-        layer = Dense(
-            config["in_features"],
-            config["out_features"],
-            bias=config.get("bias", True),
-            activation=LateEncoder.activation(config.get("activation_function")),
-            residual=config.get("use_residual", False),
-        )
-
-        # Weights must match the layer exactly
-        path = self.location(f"{folder}/model.safetensors")
-        if path:
-            weights = load_file(str(path))
-        else:
-            path = self.location(f"{folder}/pytorch_model.bin")
-            if not path:
-                raise ValueError(f"no {folder}/model.safetensors in {self.path}")
-
-            weights = torch.load(str(path), map_location="cpu", weights_only=True)
-
-        layer.load_state_dict({name: tensor.float() for name, tensor in weights.items()})
-        return layer
-
     def tokenid(self, prefix, rows):
         """
         Gets the token id of a prefix marker.
@@ -492,107 +283,6 @@ class LateEncoder:
 
         return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")).hexdigest()
 
-    def location(self, name):
-        """
-        Finds a file of the checkpoint, downloading it from the model hub when path is a hub id.
-
-        Args:
-            name: file path relative to the checkpoint root
-
-        Returns:
-            local Path or None when the file does not exist
-        """
-
-        if self.local:
-            path = Path(self.path) / name
-            return path if path.is_file() else None
-
-        subfolder, _, filename = name.rpartition("/")
-        try:
-            return Path(hf_hub_download(self.path, filename, subfolder=subfolder or None, revision=self.revision))
-        except EntryNotFoundError:
-            return None
-        except (RepositoryNotFoundError, RevisionNotFoundError) as error:
-            raise hub.notfound(self.path, error) from None
-
-    def readjson(self, name):
-        """
-        Reads a JSON file of the checkpoint.
-
-        Args:
-            name: file path relative to the checkpoint root
-
-        Returns:
-            parsed JSON or None when the file does not exist
-        """
-
-        path = self.location(name)
-        if not path:
-            return None
-
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-
-    @staticmethod
-    def value(config, key, default):
-        """
-        Reads a setting, falling back to default when absent or null.
-
-        Args:
-            config: settings dict
-            key: setting name
-            default: default value
-
-        Returns:
-            value
-        """
-
-        value = config.get(key)
-        return default if value is None else value
-
-    @staticmethod
-    def activation(name):
-        """
-        Creates a Dense activation from its class name. Only torch modules are accepted, so a checkpoint can not import
-        arbitrary code.
-
-        Args:
-            name: full class name, for example torch.nn.modules.linear.Identity
-
-        Returns:
-            activation module
-        """
-
-        if not name:
-            return torch.nn.Identity()
-
-        module, _, attribute = name.rpartition(".")
-        if not (module == "torch" or module.startswith("torch.")):
-            raise ValueError(f"unsupported Dense activation {name}: only torch modules are loaded")
-
-        target = getattr(importlib.import_module(module), attribute, None)
-        if not (isinstance(target, type) and issubclass(target, torch.nn.Module)):
-            raise ValueError(f"unsupported Dense activation {name}")
-
-        return target()
-
-    @staticmethod
-    def checkhub(path):
-        """
-        Checks that path, which is not a local folder, can be a model hub id.
-
-        Args:
-            path: model path
-        """
-
-        if Path(path).exists():
-            raise ValueError(f"{path} is not a folder")
-
-        try:
-            validate_repo_id(path)
-        except HFValidationError as error:
-            raise ValueError(f"{path} is neither a local folder nor a model hub id") from error
-
     @staticmethod
     def select(gpu):
         """
@@ -628,69 +318,3 @@ class LateEncoder:
             return torch.device("mps")
 
         return torch.device("cpu")
-
-
-class Dense(torch.nn.Module):
-    """
-    Projection layer of a ColBERT checkpoint, as PyLate's Dense: activation(linear(x)), plus a residual connection when
-    use_residual is set (the input itself, or a bias-free linear map of it when the widths differ).
-
-    Examples:
-        >>> layer = Dense(4, 2, bias=False, residual=True)
-        >>> layer(torch.ones(3, 4)).shape
-        torch.Size([3, 2])
-    """
-
-    def __init__(self, infeatures, outfeatures, bias=True, activation=None, residual=False):
-        """
-        Creates a Dense layer.
-
-        Args:
-            infeatures: input width
-            outfeatures: output width
-            bias: adds a bias vector
-            activation: activation module, identity when None
-            residual: adds the residual connection
-        """
-
-        super().__init__()
-
-        self.in_features, self.out_features, self.bias, self.use_residual = infeatures, outfeatures, bias, residual
-        self.linear = torch.nn.Linear(infeatures, outfeatures, bias=bias)
-        self.activation = activation if activation is not None else torch.nn.Identity()
-
-        # Residual path needs its own projection when the widths differ
-        self.residual = torch.nn.Linear(infeatures, outfeatures, bias=False) if residual and infeatures != outfeatures else None
-
-    def forward(self, inputs):
-        """
-        Projects token vectors.
-
-        Args:
-            inputs: (..., in_features) tensor
-
-        Returns:
-            (..., out_features) tensor
-        """
-
-        outputs = self.activation(self.linear(inputs))
-        if self.use_residual:
-            outputs = outputs + (inputs if self.residual is None else self.residual(inputs))
-
-        return outputs
-
-    def config(self):
-        """
-        Layer configuration, used in the model fingerprint.
-
-        Returns:
-            dict
-        """
-
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "bias": self.bias,
-            "activation": f"{type(self.activation).__module__}.{type(self.activation).__name__}",
-            "use_residual": self.use_residual,
-        }

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .ragged import pack
+from .ragged import checkoffsets, chunks, pack
 
 
 def haar(generator, rows, columns):
@@ -40,9 +40,8 @@ class FDE:  # pylint: disable=R0902
     documents average them and can fill empty partitions with the projected token whose SimHash bits are closest in Hamming
     distance. Repetitions are concatenated and optionally reduced with a Count-Sketch.
 
-    Two options go beyond the reference, both on by default because they measure better on real token vectors (SciFact with
-    minilm-colbert at 10,240 dimensions, means over 12 seeds: MUVERA-only nDCG@10 0.458 -> 0.510, re-rank of the top 100
-    0.613 -> 0.635, see benchmarks/RESULTS.md, "FDE quality on SciFact"):
+    Two options go beyond the reference, both on by default because they measure better on real token vectors (see
+    benchmarks/RESULTS.md, "FDE quality on SciFact"):
 
     - projector="orthogonal": like the AMS sketch every token coordinate feeds one output per repetition, but the
       repetitions of each group of dimension / projection share a coordinate partition and take orthogonal weights, so
@@ -64,7 +63,7 @@ class FDE:  # pylint: disable=R0902
     (3, 32)
     """
 
-    # Elements of each intermediate tensor of a chunk: bounds memory and keeps a chunk in cache (2^21 measured fastest on CPU)
+    # Elements of each intermediate tensor of a chunk: bounds memory, keeps a chunk in cache (see benchmarks/RESULTS.md)
     BUDGET = 1 << 21
 
     # Inner projections
@@ -197,14 +196,11 @@ class FDE:  # pylint: disable=R0902
             raise ValueError(f"token width {flat.shape[1]} does not match FDE dimension {self.dimension}")
         flat = flat.float()
 
-        offsets = offsets.cpu().numpy() if isinstance(offsets, torch.Tensor) else np.asarray(offsets)
-        offsets = offsets.astype(np.int64)
-        if offsets.ndim != 1 or not len(offsets) or offsets[0] != 0 or offsets[-1] != flat.shape[0] or (np.diff(offsets) < 0).any():
-            raise ValueError(f"offsets must start at 0, never decrease and end at {flat.shape[0]} (the number of tokens)")
+        offsets = checkoffsets(offsets, flat.shape[0])
 
         # Encode chunk by chunk of whole matrices, straight into the output rows
         outputs = np.zeros((len(offsets) - 1, self.dimensions), dtype=np.float32)
-        for start, end in self.chunks(offsets):
+        for start, end in self.runs(offsets):
             chunk = offsets[start : end + 1]
             self.encode(flat[chunk[0] : chunk[-1]], chunk - chunk[0], category == "data", torch.from_numpy(outputs[start:end]))
 
@@ -319,7 +315,7 @@ class FDE:  # pylint: disable=R0902
 
         return projections
 
-    def chunks(self, offsets):
+    def runs(self, offsets):
         """
         Splits matrices into consecutive chunks that keep every intermediate tensor near BUDGET elements.
 
@@ -335,16 +331,7 @@ class FDE:  # pylint: disable=R0902
         maxtokens = max(1, self.BUDGET // pertoken)
         maxmatrices = max(1, self.BUDGET // self.blocks)
 
-        chunks, start, count = [], 0, len(offsets) - 1
-        while start < count:
-            # Largest end within both limits, at least one matrix
-            end = min(count, start + maxmatrices)
-            end = min(end, int(np.searchsorted(offsets, offsets[start] + maxtokens, side="right")) - 1)
-            end = max(end, start + 1)
-            chunks.append((start, end))
-            start = end
-
-        return chunks
+        return chunks(offsets, maxtokens, maxmatrices)
 
     def tensors(self, device):
         """

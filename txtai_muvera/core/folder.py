@@ -84,8 +84,14 @@ def syncdir(folder):
         folder: folder path
     """
 
-    descriptor = os.open(folder, os.O_RDONLY)
+    # Folders can't be opened or synced on Windows
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(descriptor)
+    except OSError:
+        pass
     finally:
         os.close(descriptor)

@@ -4,6 +4,8 @@ Inputs module
 
 import numpy as np
 
+from .ragged import checkoffsets
+
 # Largest finite value of each stored token dtype: a value past it would be stored as inf
 # finfo.max exists: pylint false positive
 # pylint: disable-next=E1101
@@ -30,7 +32,7 @@ def matrices(encoder, data, category, names=None, dtype="float32", progress=None
     results, texts, positions = [None] * len(data), [], []
     for x, value in enumerate(data):
         label = names[x] if names is not None else f"{'query' if category == 'query' else 'document'} {x}"
-        value = check(value, encoder.dimension, label, dtype)
+        value = checkinput(value, encoder.dimension, label, dtype)
         if isinstance(value, str):
             texts.append(value)
             positions.append(x)
@@ -44,7 +46,7 @@ def matrices(encoder, data, category, names=None, dtype="float32", progress=None
     return results
 
 
-def check(value, dimension, label, dtype="float32"):
+def checkinput(value, dimension, label, dtype="float32"):
     """
     Checks one input: a text or a pre-encoded (tokens x dimension) token matrix. Texts of any content are accepted,
     empty and blank ones included: they encode to the marker tokens only, as PyLate encodes them.
@@ -105,3 +107,74 @@ def matrix(value, dimension, label, dtype="float32"):
         raise ValueError(f"{label}: token matrix has values beyond the {dtype} range the index stores")
 
     return value
+
+
+def checkbatch(flat, offsets, dimension):
+    """
+    Checks a ragged batch of token vectors before it is stored.
+
+    Args:
+        flat: (total tokens x dimension) array
+        offsets: offsets, one more than the number of matrices
+        dimension: token vector width of the store
+
+    Returns:
+        (flat, int64 offsets) as numpy arrays
+    """
+
+    flat = np.asarray(flat)
+    if flat.ndim != 2:
+        raise ValueError(f"token matrix must be 2 dimensional (tokens x dim), got shape {flat.shape}")
+    if flat.shape[1] != dimension:
+        raise ValueError(f"token matrix width {flat.shape[1]} does not match store dimension {dimension}")
+    if flat.dtype.kind not in "fiu":
+        raise ValueError(f"token vectors must be real numbers, got dtype {flat.dtype}")
+
+    return flat, checkoffsets(offsets, len(flat))
+
+
+def storedfloats(flat, offsets, dtype):
+    """
+    Converts a checked batch to the float type a store keeps (float32 for int8 stores, which quantize it next), refusing
+    NaN, inf and values past that type's range.
+
+    Args:
+        flat: checked flat token matrix
+        offsets: checked offsets, to name the matrix at fault
+        dtype: store dtype
+
+    Returns:
+        float16 or float32 rows
+    """
+
+    # Converted first: overflow to inf is caught with NaN and inf inputs in one pass
+    with np.errstate(over="ignore"):
+        values = flat.astype(np.float16 if dtype == "float16" else np.float32, copy=False)
+    if not np.isfinite(values).all():
+        row = int(np.searchsorted(offsets, np.flatnonzero(~np.isfinite(values).all(axis=1))[0], side="right")) - 1
+        overflow = flat.dtype.kind != "f" or np.isfinite(flat).all()
+        problem = f"values beyond the {values.dtype} range" if overflow else "NaN or infinite values"
+        raise ValueError(f"token vectors contain {problem} (matrix {row} of the batch)")
+
+    return values
+
+
+def checkquantized(flat, scales):
+    """
+    Checks int8 token vectors and their per token scales (see TokenStore.gather).
+
+    Args:
+        flat: int8 rows
+        scales: float scales, one per row
+
+    Returns:
+        (int8 rows, float32 scales)
+    """
+
+    scales = np.asarray(scales)
+    if flat.dtype != np.int8:
+        raise ValueError(f"token vectors with scales must be int8, got dtype {flat.dtype}")
+    if scales.shape != (len(flat),) or scales.dtype.kind != "f" or not (np.isfinite(scales) & (scales >= 0)).all():
+        raise ValueError(f"scales must be {len(flat)} finite, non-negative floats, one per token vector")
+
+    return flat, scales.astype(np.float32, copy=False)

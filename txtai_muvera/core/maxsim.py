@@ -5,7 +5,9 @@ MaxSim module
 import numpy as np
 import torch
 
-# Elements of each score chunk (queries tokens x document tokens): bounds memory, small enough to stay in cache on CPU
+from .ragged import checkoffsets, chunks
+
+# Elements of each score chunk (document tokens x query tokens): bounds memory, small enough to stay in cache on CPU
 BUDGET = 1 << 20
 
 # Most query tokens scored at once: larger blocks make the products efficient, smaller ones leave room for more document tokens
@@ -23,8 +25,8 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     """
     Scores every query against every document with late interaction (MaxSim), documents held ragged.
 
-    Each chunk of documents takes one matrix product of all query tokens against all its tokens, a segmented max over each
-    document's tokens and a segmented sum over each query's tokens. Nothing is padded on CPU; on accelerators each chunk's
+    Each chunk of documents takes one matrix product of its tokens against all query tokens (document tokens as rows), a
+    segmented max over each document's rows and a segmented sum over each query's tokens. Nothing is padded on CPU; on accelerators each chunk's
     documents are padded to its longest one for a batched product and a masked max.
 
     Documents without tokens score -inf (0.0 could outrank real matches with negative scores). Queries without tokens score 0.0.
@@ -60,7 +62,7 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     if queries.shape[1] != documents.shape[1]:
         raise ValueError(f"query width {queries.shape[1]} does not match document width {documents.shape[1]}")
 
-    qoffsets, doffsets = offsets(qoffsets, queries.shape[0], "qoffsets"), offsets(doffsets, documents.shape[0], "doffsets")
+    qoffsets, doffsets = checkoffsets(qoffsets, queries.shape[0], "qoffsets"), checkoffsets(doffsets, documents.shape[0], "doffsets")
 
     # Quantized documents need one scale per token
     if scales is not None:
@@ -244,28 +246,6 @@ def padded(qtokens, dtokens, starts, lengths):
     return products.amax(dim=1).float().T
 
 
-def chunks(offsets, tokens):
-    """
-    Splits matrices into consecutive runs of about `tokens` tokens, at least one matrix each.
-
-    Args:
-        offsets: int64 numpy offsets
-        tokens: target tokens per run
-
-    Returns:
-        list of (first matrix, end matrix)
-    """
-
-    runs, start, count = [], 0, len(offsets) - 1
-    while start < count:
-        end = max(start + 1, int(np.searchsorted(offsets, offsets[start] + tokens, side="right")) - 1)
-        end = min(end, count)
-        runs.append((start, end))
-        start = end
-
-    return runs
-
-
 def tensor(data):
     """
     Wraps arrays as tensors without copying.
@@ -278,23 +258,3 @@ def tensor(data):
     """
 
     return data if isinstance(data, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(data))
-
-
-def offsets(data, rows, name):
-    """
-    Validates offsets against the number of token rows.
-
-    Args:
-        data: offsets array, tensor or list
-        rows: number of token rows
-        name: argument name for errors
-
-    Returns:
-        int64 numpy offsets
-    """
-
-    data = (data.cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)).astype(np.int64)
-    if data.ndim != 1 or not len(data) or data[0] != 0 or data[-1] != rows or (np.diff(data) < 0).any():
-        raise ValueError(f"{name} must start at 0, never decrease and end at {rows} (the number of token rows)")
-
-    return data

@@ -104,3 +104,58 @@ def unpad(batch):
 
     batch = batch.detach().cpu().numpy() if hasattr(batch, "detach") else np.asarray(batch)
     return [matrix[np.abs(matrix).sum(axis=1) > 0] for matrix in batch]
+
+
+def checkoffsets(offsets, rows, name="offsets", error=ValueError):
+    """
+    Validates the offsets of a ragged batch: a 1D integer array that starts at 0, never decreases and ends at rows.
+
+    >>> checkoffsets([0, 2, 3], 3).tolist()
+    [0, 2, 3]
+
+    Args:
+        offsets: numpy array, tensor or list
+        rows: number of flat rows (tokens)
+        name: what the offsets are, for messages
+        error: exception class raised on a problem
+
+    Returns:
+        int64 numpy offsets
+    """
+
+    offsets = offsets.detach().cpu().numpy() if hasattr(offsets, "detach") else np.asarray(offsets)
+    if offsets.ndim != 1 or not len(offsets) or offsets.dtype.kind not in "iu":
+        raise error(f"{name} must be a 1D integer array with one more entry than matrices, got shape {offsets.shape} and dtype {offsets.dtype}")
+
+    offsets = offsets.astype(np.int64)
+    if offsets[0] != 0 or offsets[-1] != rows or (np.diff(offsets) < 0).any():
+        raise error(f"{name} must rise monotonically from 0 to {rows} (the number of token rows)")
+
+    return offsets
+
+
+def chunks(offsets, tokens, matrices=None):
+    """
+    Splits ragged matrices into consecutive runs of at most `tokens` tokens (and `matrices` matrices), at least one
+    matrix each.
+
+    >>> chunks(np.array([0, 2, 4, 5]), 3)
+    [(0, 1), (1, 3)]
+
+    Args:
+        offsets: int64 numpy offsets
+        tokens: most tokens per run (a longer matrix runs alone)
+        matrices: optional most matrices per run
+
+    Returns:
+        list of (first matrix, end matrix)
+    """
+
+    runs, start, count = [], 0, len(offsets) - 1
+    while start < count:
+        end = min(count, start + matrices) if matrices else count
+        end = max(start + 1, min(end, int(np.searchsorted(offsets, offsets[start] + tokens, side="right")) - 1))
+        runs.append((start, end))
+        start = end
+
+    return runs

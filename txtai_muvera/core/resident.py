@@ -7,6 +7,8 @@ import threading
 import numpy as np
 import torch
 
+from .store import blocks
+
 
 class Resident:
     """
@@ -42,8 +44,7 @@ class Resident:
             # A new store starts over, new rows are copied in blocks
             if store is not self.store:
                 self.store, self.tokens, self.scales, self.offsets = store, None, None, np.zeros(1, dtype=np.int64)
-            for start in range(len(self.offsets) - 1, len(store), 4096):
-                tokens, offsets, scales = store.gather(range(start, min(start + 4096, len(store))))
+            for _, tokens, offsets, scales in blocks(store, 4096, len(self.offsets) - 1):
                 tokens = torch.from_numpy(np.ascontiguousarray(tokens)).to(self.device)
                 self.tokens = tokens if self.tokens is None else torch.cat((self.tokens, tokens))
                 if scales is not None:

@@ -104,3 +104,26 @@ def encodingrows(rows, dtype):
         raise ValueError(f"candidate vectors hold values up to {largest:g}, beyond float16's range: set muvera: {{encodingdtype: float32}}")
 
     return rows.astype(np.float16)
+
+
+def fderows(embeddings):
+    """
+    Reads FDE rows as a contiguous float32 array, refusing NaN and inf.
+
+    Args:
+        embeddings: FDE rows
+
+    Returns:
+        float32 array
+    """
+
+    fdes = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if fdes.ndim != 2:
+        raise ValueError(f"FDE vectors must be a 2D array, got shape {fdes.shape}")
+
+    # Chunked so a large memory-mapped array is not copied to test it
+    for start in range(0, fdes.shape[0], 65536):
+        if not np.isfinite(fdes[start : start + 65536]).all():
+            raise ValueError("FDE vectors contain NaN or infinite values")
+
+    return fdes

@@ -2,82 +2,17 @@
 Store module
 """
 
-import io
-import logging
 import os
 import shutil
 
 import numpy as np
 
-from .files import IndexFileError, Verifier, checksha256, checksize, describe, npyheader, readbytes, readjson, verify, writebytes, writejson
+from .arrays import grow, readonly, take
+from .folder import syncdir
+from .quantize import dequantize, quantize
+from .inputs import checkbatch, checkquantized, storedfloats
 from .ragged import pack
-
-# Token store folder format, and the earlier version still read: unsealed, sha256 of offsets and tombstones only
-FORMAT = "txtai-muvera-tokenstore"
-VERSION, LEGACY = 2, 1
-
-# Checksum verification policies of the memory-mapped arrays: each block when first read, all at load, or none
-VERIFY = ("lazy", "load", "off")
-
-# Stored token dtypes and their bytes per element
-DTYPES = {"float32": 4, "float16": 2, "int8": 1}
-
-# Bytes copied per block when streaming tokens to disk, keeps memory flat while saving memory-mapped stores
-BLOCK = 1 << 26
-
-# Logging configuration
-logger = logging.getLogger(__name__)
-
-
-class StoreError(IndexFileError):
-    """
-    Raised when a token store folder is missing, foreign, corrupt or truncated. The message names the file and the problem.
-    """
-
-
-def quantize(matrix):
-    """
-    Quantizes token vectors to int8 with one symmetric float32 scale per vector (row): scale = max|x| / 127,
-    q = round(x / scale). Every element comes back within scale / 2 after dequantize.
-
-    >>> q, scales = quantize(np.array([[1.0, -0.5], [0.0, 0.0]]))
-    >>> q.tolist(), (scales * 127).tolist()
-    ([[127, -64], [0, 0]], [1.0, 0.0])
-
-    Args:
-        matrix: (tokens x dim) float array
-
-    Returns:
-        (int8 matrix, float32 scales with one entry per row)
-    """
-
-    matrix = np.asarray(matrix, dtype=np.float32)
-    scales = np.abs(matrix).max(axis=1) / np.float32(127) if matrix.shape[1] else np.zeros(matrix.shape[0], dtype=np.float32)
-
-    # All zero rows keep scale 0 and dequantize to zeros, divide them by 1 to avoid 0 / 0
-    divisor = np.where(scales > 0, scales, np.float32(1))
-    quantized = np.clip(np.rint(matrix / divisor[:, None]), -127, 127).astype(np.int8)
-
-    return quantized, scales.astype(np.float32)
-
-
-def dequantize(matrix, scales):
-    """
-    Expands int8 token vectors back to float32.
-
-    >>> dequantize(np.array([[127, -64]], dtype=np.int8), np.array([0.5], dtype=np.float32)).tolist()
-    [[63.5, -32.0]]
-
-    Args:
-        matrix: (tokens x dim) int8 array, or float rows of a float store
-        scales: float32 scales, one per row, None for float rows
-
-    Returns:
-        float32 matrix
-    """
-
-    matrix = np.asarray(matrix, dtype=np.float32)
-    return matrix * np.asarray(scales, dtype=np.float32)[:, None] if scales is not None else matrix
+from .storefolder import DTYPES, VERIFY, StoreError, isstore, maptokens, openstore, writestore
 
 
 class TokenStore:
@@ -170,7 +105,7 @@ class TokenStore:
             offsets array
         """
 
-        return self._readonly(self._offsets[: self._rows + 1])
+        return readonly(self._offsets[: self._rows + 1])
 
     @property
     def deleted(self):
@@ -181,7 +116,7 @@ class TokenStore:
             deleted array
         """
 
-        return self._readonly(self._deleted[: self._rows])
+        return readonly(self._deleted[: self._rows])
 
     @property
     def mapped(self):
@@ -216,37 +151,35 @@ class TokenStore:
 
         return self._rows - int(np.count_nonzero(self._deleted[: self._rows]))
 
-    def append(self, flat, offsets):
+    def append(self, flat, offsets, scales=None):
         """
         Appends matrices held ragged (see ragged.pack). Values are converted to the store dtype (int8 quantizes per vector).
+        Rows gathered from an int8 store come with their scales: an int8 store appends them as stored, bit for bit.
 
         Args:
-            flat: (total tokens x dimension) float array (numpy, or anything np.asarray accepts such as a cpu tensor)
+            flat: (total tokens x dimension) float array (numpy, or anything np.asarray accepts such as a cpu tensor), or
+                int8 rows with scales
             offsets: int offsets, one more than the number of matrices, starting at 0 and ending at len(flat)
+            scales: float32 per token scales of int8 rows (see gather), None for float rows
 
         Returns:
             range of the row ids assigned
         """
 
-        flat, offsets = self._validate(flat, offsets)
+        flat, offsets = checkbatch(flat, offsets, self.dimension)
+        if scales is not None:
+            flat, scales = checkquantized(flat, scales)
+            if self.dtype != "int8":
+                flat, scales = dequantize(flat, scales), None
 
-        # Convert to the stored float type first: overflow to inf is caught with NaN and inf inputs in one pass
-        with np.errstate(over="ignore"):
-            values = flat.astype(np.float16 if self.dtype == "float16" else np.float32, copy=False)
-        if not np.isfinite(values).all():
-            row = int(np.searchsorted(offsets, np.flatnonzero(~np.isfinite(values).all(axis=1))[0], side="right")) - 1
-            overflow = flat.dtype.kind != "f" or np.isfinite(flat).all()
-            problem = f"values beyond the {values.dtype} range" if overflow else "NaN or infinite values"
-            raise ValueError(f"token vectors contain {problem} (matrix {row} of the batch)")
-
-        # int8 quantizes per token vector
-        scales = None
-        if self.dtype == "int8":
+        # Stored int8 rows as they are, float rows quantized per token vector for an int8 store
+        values = flat if scales is not None else storedfloats(flat, offsets, self.dtype)
+        if scales is None and self.dtype == "int8":
             values, scales = quantize(values)
 
         # Append tokens to the tail
         start = self._tailsize
-        self._tail, self._tailscales = self._reserve(self._tail, self._tailscales, start + len(values))
+        self._tail, self._tailscales = grow(self._tail, start + len(values), start), grow(self._tailscales, start + len(values), start)
         self._tail[start : start + len(values)] = values
         if scales is not None:
             self._tailscales[start : start + len(values)] = scales
@@ -254,9 +187,9 @@ class TokenStore:
 
         # Append offsets shifted by the current token count and live tombstones
         rows, count = self._rows, len(offsets) - 1
-        self._offsets = self._grow(self._offsets, rows + 1 + count)
+        self._offsets = grow(self._offsets, rows + 1 + count)
         self._offsets[rows + 1 : rows + 1 + count] = offsets[1:] + self._offsets[rows]
-        self._deleted = self._grow(self._deleted, rows + count)
+        self._deleted = grow(self._deleted, rows + count)
         self._deleted[rows : rows + count] = False
         self._rows += count
 
@@ -347,8 +280,8 @@ class TokenStore:
             ends = np.minimum(starts + lengths, len(self._base))
             verifier.ranges(start + starts * rowbytes, start + ends * rowbytes)
 
-        flat = self._take(self._base, self._tail, index)
-        scales = self._take(self._basescales, self._tailscales, index) if self.dtype == "int8" else None
+        flat = take(self._base, self._tail, index)
+        scales = take(self._basescales, self._tailscales, index) if self.dtype == "int8" else None
 
         return flat, offsets, scales
 
@@ -408,15 +341,21 @@ class TokenStore:
         temp, old = f"{path}.tmp", f"{path}.old"
 
         # Never swap away something that isn't a token store
-        if os.path.lexists(path) and not (os.path.isdir(path) and (not os.listdir(path) or self._isstore(path))):
+        if os.path.lexists(path) and not (os.path.isdir(path) and (not os.listdir(path) or isstore(path))):
             raise StoreError(f"{path}: exists and is not a txtai-muvera token store, refusing to overwrite it")
 
-        # Write everything aside, a leftover temp folder is from a crashed save
+        # Write everything aside, a leftover temp folder is from a crashed save. Unverified memory-mapped blocks are
+        # checked before they are copied under a fresh checksum.
         if os.path.lexists(temp):
             shutil.rmtree(temp)
         os.makedirs(temp)
         try:
-            self._write(temp)
+            self.verify()
+            rows, size = self._rows, self._tailsize
+            scales = [self._basescales, self._tailscales[:size]] if self.dtype == "int8" else None
+            self._config = writestore(
+                temp, self.dimension, self.dtype, [self._base, self._tail[:size]], scales, self._offsets[: rows + 1], self._deleted[:rows]
+            )
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
@@ -427,7 +366,7 @@ class TokenStore:
                 shutil.rmtree(old)
             os.rename(path, old)
         os.rename(temp, path)
-        self._sync(os.path.dirname(path))
+        syncdir(os.path.dirname(path))
 
         # Re-map memory-mapped stores from the new folder before releasing the old files
         if self.mmap:
@@ -446,13 +385,7 @@ class TokenStore:
         read; store.json, offsets and tombstones are read and checksummed. The memory-mapped files are checksummed
         block by block according to verify.
 
-        Recovery: path is loaded when it exists. When path is missing but path.old exists, a save crashed between its two
-        renames and path.old, the last complete store, is loaded. A path.tmp folder is never loaded: it is an unfinished
-        save, ignored and removed by the next save.
-
-        A store saved by the previous release (version 1: unsealed store.json, sha256 of offsets and tombstones, no data
-        checksums) loads with those checks, its tokens checked by size and header only whatever verify says; saving it
-        writes the current version.
+        Crash recovery and the previous release's format: see storefolder.openstore.
 
         Args:
             path: store folder
@@ -470,27 +403,8 @@ class TokenStore:
         if verify not in VERIFY:
             raise ValueError(f"verify must be one of {VERIFY}, got {verify!r}")
 
-        path = os.path.abspath(os.fspath(path))
-        if not os.path.isdir(path):
-            if not os.path.isdir(f"{path}.old"):
-                raise StoreError(f"{path}: no token store folder")
-            path = f"{path}.old"
-
-        config = TokenStore._metadata(path)
+        path, config, offsets, deleted = openstore(path)
         store = TokenStore(config["dimension"], config["dtype"])
-        rows, tokens = config["rows"], config["tokens"]
-
-        # An earlier release's store has no data checksums: its tokens are read like verify "off"
-        if config["version"] == LEGACY:
-            message = "%s: token store saved by an earlier txtai-muvera release (format version %d) without data checksums, "
-            message += "tokens checked by size and header only; saving it again writes the current format"
-            logger.info(message, path, LEGACY)
-
-        # Small arrays: read, checksum and check structure
-        offsets = TokenStore._small(path, config, "offsets.npy", np.int64, (rows + 1,))
-        if offsets[0] != 0 or offsets[-1] != tokens or (np.diff(offsets) < 0).any():
-            raise StoreError(f"{os.path.join(path, 'offsets.npy')}: offsets must rise monotonically from 0 to {tokens}")
-        deleted = TokenStore._small(path, config, "deleted.npy", np.bool_, (rows,))
 
         # Large arrays: size and header checks, then map; a store read into memory is verified whole
         # store is the TokenStore this loader builds, its private state is set here
@@ -498,7 +412,7 @@ class TokenStore:
         store._config = config
         # pylint: disable-next=W0212
         store._base, store._basescales = store._map(path, config, verify if mmap else "load", mmap)
-        store._offsets, store._deleted, store._rows = offsets, deleted, rows
+        store._offsets, store._deleted, store._rows = offsets, deleted, config["rows"]
         store.path, store.mmap = (path, True) if mmap else (None, False)
 
         return store
@@ -513,34 +427,6 @@ class TokenStore:
 
         for verifier, _, _ in self._verifiers:
             verifier.all()
-
-    def _validate(self, flat, offsets):
-        """
-        Checks an append batch.
-
-        Args:
-            flat: flat token matrix
-            offsets: offsets
-
-        Returns:
-            (flat, int64 offsets) as numpy arrays
-        """
-
-        flat, offsets = np.asarray(flat), np.asarray(offsets)
-        if flat.ndim != 2:
-            raise ValueError(f"token matrix must be 2 dimensional (tokens x dim), got shape {flat.shape}")
-        if flat.shape[1] != self.dimension:
-            raise ValueError(f"token matrix width {flat.shape[1]} does not match store dimension {self.dimension}")
-        if flat.dtype.kind not in "fiu":
-            raise ValueError(f"token vectors must be real numbers, got dtype {flat.dtype}")
-
-        if offsets.ndim != 1 or not len(offsets) or offsets.dtype.kind not in "iu":
-            raise ValueError(f"offsets must be a 1D integer array with one more entry than matrices, got {offsets!r}")
-        offsets = offsets.astype(np.int64)
-        if offsets[0] != 0 or offsets[-1] != len(flat) or (np.diff(offsets) < 0).any():
-            raise ValueError(f"offsets must rise monotonically from 0 to {len(flat)} tokens")
-
-        return flat, offsets
 
     def _ids(self, ids):
         """
@@ -577,321 +463,39 @@ class TokenStore:
 
         return np.zeros((size, self.dimension), dtype=self.dtype), np.zeros(size, dtype=np.float32) if self.dtype == "int8" else None
 
-    def _reserve(self, tail, scales, size):
+    def _map(self, path, config, policy, mmap=True):
         """
-        Grows the tail to hold size tokens, doubling capacity so appends are amortised O(1).
-
-        Args:
-            tail: tail tokens
-            scales: tail scales or None
-            size: required token capacity
-
-        Returns:
-            (tail, scales)
-        """
-
-        if size <= len(tail):
-            return tail, scales
-
-        capacity = max(size, 2 * len(tail), 256)
-        grown, grownscales = self._empty(capacity)
-        grown[: self._tailsize] = tail[: self._tailsize]
-        if scales is not None:
-            grownscales[: self._tailsize] = scales[: self._tailsize]
-
-        return grown, grownscales
-
-    def _grow(self, array, size):
-        """
-        Grows a 1D array to hold size entries by capacity doubling.
-
-        Args:
-            array: array
-            size: required size
-
-        Returns:
-            array with len >= size, existing values kept
-        """
-
-        if size <= len(array):
-            return array
-
-        grown = np.zeros(max(size, 2 * len(array), 256), dtype=array.dtype)
-        grown[: len(array)] = array
-        return grown
-
-    def _take(self, base, tail, index):
-        """
-        Reads token positions across the base and the tail.
-
-        Args:
-            base: base array (memory map or in memory)
-            tail: tail array
-            index: int64 token positions
-
-        Returns:
-            array with one entry per index
-        """
-
-        size = len(base)
-        if not len(index) or index.max() < size:
-            return np.asarray(base[index])
-        if index.min() >= size:
-            return tail[index - size]
-
-        # Mixed: split reads between both parts
-        inbase = index < size
-        output = np.empty((len(index),) + base.shape[1:], dtype=base.dtype)
-        output[inbase] = base[index[inbase]]
-        output[~inbase] = tail[index[~inbase] - size]
-        return output
-
-    def _write(self, folder):
-        """
-        Writes every file into folder and fsyncs, metadata last. Every file is described with its size and block
-        checksums (files.describe) in store.json, which is sealed with its own checksum.
-
-        Args:
-            folder: empty output folder
-        """
-
-        rows, tokens = self._rows, self.tokens
-        files = {}
-
-        # Unverified memory-mapped blocks are checked before they are copied under a fresh checksum
-        self.verify()
-
-        # Large arrays are streamed block by block from the base and tail
-        files["tokens.npy"] = self._stream(os.path.join(folder, "tokens.npy"), self._base, self._tail[: self._tailsize])
-        if self.dtype == "int8":
-            files["scales.npy"] = self._stream(os.path.join(folder, "scales.npy"), self._basescales, self._tailscales[: self._tailsize])
-
-        # Small arrays
-        for name, array in [("offsets.npy", self._offsets[: rows + 1]), ("deleted.npy", self._deleted[:rows])]:
-            buffer = io.BytesIO()
-            np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-            data = buffer.getvalue()
-            writebytes(os.path.join(folder, name), data)
-            files[name] = {**describe(None, data), "shape": list(array.shape), "dtype": str(array.dtype)}
-
-        config = {
-            "format": FORMAT,
-            "version": VERSION,
-            "dimension": self.dimension,
-            "dtype": self.dtype,
-            "rows": rows,
-            "tokens": tokens,
-            "files": files,
-        }
-        writejson(os.path.join(folder, "store.json"), config)
-        self._config = config
-        self._sync(folder)
-
-    def _stream(self, path, *parts):
-        """
-        Writes arrays concatenated along axis 0 as one .npy file without building the concatenation in memory.
-
-        Args:
-            path: output file
-            parts: arrays with the same dtype and trailing shape
-
-        Returns:
-            file description: bytes, block checksums, shape, dtype
-        """
-
-        shape = (sum(len(part) for part in parts),) + parts[0].shape[1:]
-        dtype = parts[0].dtype
-        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
-
-        with open(path, "wb") as output:
-            np.lib.format.write_array_header_1_0(output, header)
-            for part in parts:
-                step = max(1, BLOCK // max(1, part[:1].nbytes))
-                for start in range(0, len(part), step):
-                    output.write(np.ascontiguousarray(part[start : start + step]).data)
-            output.flush()
-            os.fsync(output.fileno())
-
-        return {**describe(path), "shape": list(shape), "dtype": str(dtype)}
-
-    def _map(self, path, config, verify, mmap=True):
-        """
-        Opens the tokens (and scales) files of a folder after checking their sizes and headers.
+        Opens the tokens (and scales) files of a folder, see storefolder.maptokens.
 
         Args:
             path: store folder
             config: metadata
-            verify: checksum policy, see load, or "written" for files this store just wrote
+            policy: checksum policy, see load, or "written" for files this store just wrote
             mmap: memory map when True, read into memory otherwise
 
         Returns:
             (tokens, scales)
         """
 
-        tokens, dimension = config["tokens"], config["dimension"]
-        arrays, self._verifiers = [], []
-        if verify != "written":
-            self._lazy = verify == "lazy"
-        for name, dtype, shape in [("tokens.npy", np.dtype(config["dtype"]), (tokens, dimension)), ("scales.npy", np.dtype(np.float32), (tokens,))]:
-            if name == "scales.npy" and config["dtype"] != "int8":
-                arrays.append(None)
-                continue
+        if policy != "written":
+            self._lazy = policy == "lazy"
+        tokens, scales, self._verifiers = maptokens(path, config, policy, mmap)
+        return tokens, scales
 
-            # Size, header, then the data mapped without np.load (no pickle, any dtype)
-            filename = os.path.join(path, name)
-            size = TokenStore._size(path, config, name)
-            start = npyheader(filename, size, dtype, shape, StoreError, path)
 
-            # An earlier release's files have no block checksums to verify
-            if config["version"] != LEGACY:
-                verifier = Verifier(filename, config["files"][name], StoreError)
-                if verify == "load" or not mmap:
-                    verifier.all()
-                elif verify == "written":
-                    verifier.checked[:] = True
-                if mmap:
-                    self._verifiers.append((verifier, start, dtype.itemsize * int(np.prod(shape[1:]))))
+def blocks(store, size=1024, start=0):
+    """
+    Gathers a token store's rows in consecutive blocks (see TokenStore.gather), so a large store is read without one copy
+    of it all. Works with any registered store.
 
-            array = np.memmap(filename, dtype=dtype, mode="r", offset=start, shape=shape) if tokens else np.zeros(shape, dtype=dtype)
-            arrays.append(array if mmap else np.array(array))
+    Args:
+        store: token store
+        size: rows per block
+        start: first row
 
-        return arrays[0], arrays[1]
+    Yields:
+        (first row of the block, flat, offsets, scales)
+    """
 
-    def _isstore(self, path):
-        """
-        Checks if a folder holds token store metadata.
-
-        Args:
-            path: folder
-
-        Returns:
-            True if path/store.json names this format
-        """
-
-        try:
-            return TokenStore._metadata(path).get("format") == FORMAT
-        except (StoreError, OSError):
-            return False
-
-    @staticmethod
-    def _sync(folder):
-        """
-        Fsyncs a folder so renames and new files in it are durable. No-op where folders can't be opened (Windows).
-
-        Args:
-            folder: folder path
-        """
-
-        try:
-            descriptor = os.open(folder, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(descriptor)
-        except OSError:
-            pass
-        finally:
-            os.close(descriptor)
-
-    @staticmethod
-    def _metadata(path):
-        """
-        Reads and checks store.json: bounded, sealed, typed.
-
-        Args:
-            path: store folder
-
-        Returns:
-            metadata dict
-        """
-
-        name = os.path.join(path, "store.json")
-        if not os.path.lexists(name):
-            raise StoreError(f"not a txtai-muvera token store: {path}: store.json missing")
-
-        def check(config):
-            if config.get("format") != FORMAT:
-                raise StoreError(f"not a txtai-muvera token store: {name}: format is not {FORMAT!r}")
-            if config.get("version") not in (VERSION, LEGACY):
-                version = config.get("version")
-                raise StoreError(f"{name}: unsupported token store version {version!r}, this build reads versions {LEGACY} and {VERSION}")
-
-        # The earlier version is unsealed and records sha256 checksums of the small arrays only
-        config = readjson(name, path, StoreError, check, lambda config: config.get("version") == LEGACY)
-
-        # Required fields and types
-        for key in ["dimension", "rows", "tokens"]:
-            value = config.get(key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "dimension" else 0):
-                raise StoreError(f"{name}: invalid {key} {value!r}")
-        if config.get("dtype") not in DTYPES:
-            raise StoreError(f"{name}: invalid dtype {config.get('dtype')!r}")
-        if not isinstance(config.get("files"), dict):
-            raise StoreError(f"{name}: files missing")
-        if config["version"] == LEGACY and not isinstance(config.get("checksums"), dict):
-            raise StoreError(f"{name}: checksums missing")
-
-        return config
-
-    @staticmethod
-    def _size(path, config, name):
-        """
-        Checks a file's size against metadata.
-
-        Args:
-            path: store folder
-            config: metadata
-            name: file name
-
-        Returns:
-            file size in bytes
-        """
-
-        return checksize(os.path.join(path, name), config["files"].get(name), path, StoreError, "store.json", config["version"] == LEGACY)
-
-    @staticmethod
-    def _small(path, config, name, dtype, shape):
-        """
-        Reads a small .npy file after verifying its size and checksum.
-
-        Args:
-            path: store folder
-            config: metadata
-            name: file name
-            dtype: expected dtype
-            shape: expected shape
-
-        Returns:
-            writable in-memory array
-        """
-
-        # Checksum the raw bytes (read bounded by the recorded size) before parsing anything
-        filename = os.path.join(path, name)
-        size = TokenStore._size(path, config, name)
-        data = readbytes(filename, path, size, StoreError)
-        if config["version"] == LEGACY:
-            checksha256(filename, config["checksums"].get(name), size, path, StoreError, data)
-        else:
-            verify(filename, config["files"][name], path, StoreError, "store.json", data)
-
-        npyheader(filename, size, dtype, shape, StoreError, path)
-        try:
-            return np.array(np.load(io.BytesIO(data), allow_pickle=False))
-        except Exception as error:  # pylint: disable=W0718
-            raise StoreError(f"{filename}: unreadable ({type(error).__name__}: {error})") from error
-
-    @staticmethod
-    def _readonly(array):
-        """
-        Makes a read-only view.
-
-        Args:
-            array: array
-
-        Returns:
-            read-only view
-        """
-
-        view = array.view()
-        view.flags.writeable = False
-        return view
+    for first in range(start, len(store), size):
+        yield (first, *store.gather(range(first, min(first + size, len(store)))))

@@ -1,0 +1,270 @@
+"""
+Store folder module: the files of a saved token store, their metadata, writing and checked reading
+"""
+
+import io
+import logging
+import os
+
+import numpy as np
+
+from .files import IndexFileError, readbytes, readformat, writebytes, writejson
+from .integrity import checksha256, checksize, describefile, mapnpy, npyheader, verify
+from .folder import syncdir
+from .ragged import checkoffsets
+
+# Token store folder format, and the earlier version still read: unsealed, sha256 of offsets and tombstones only
+FORMAT = "txtai-muvera-tokenstore"
+VERSION, LEGACY = 2, 1
+
+# Checksum verification policies of the memory-mapped arrays: each block when first read, all at load, or none
+VERIFY = ("lazy", "load", "off")
+
+# Stored token dtypes and their bytes per element
+DTYPES = {"float32": 4, "float16": 2, "int8": 1}
+
+# Bytes copied per block when streaming tokens to disk, keeps memory flat while saving memory-mapped stores
+BLOCK = 1 << 26
+
+# Logging configuration
+logger = logging.getLogger(__name__)
+
+
+class StoreError(IndexFileError):
+    """
+    Raised when a token store folder is missing, foreign, corrupt or truncated. The message names the file and the problem.
+    """
+
+
+def writestore(folder, dimension, dtype, tokens, scales, offsets, deleted):
+    """
+    Writes every file of a token store into folder and fsyncs, metadata last. Every file is described with its size and
+    block checksums (integrity.describefile) in store.json, which is sealed with its own checksum.
+
+    Args:
+        folder: empty output folder
+        dimension: token vector width
+        dtype: stored token dtype
+        tokens: token arrays written one after the other (memory-mapped base, in-memory tail)
+        scales: int8 scale arrays written the same way, None for float stores
+        offsets: int64 row offsets
+        deleted: boolean tombstones
+
+    Returns:
+        metadata written to store.json
+    """
+
+    # Large arrays are streamed block by block
+    files = {"tokens.npy": streamnpy(os.path.join(folder, "tokens.npy"), *tokens)}
+    if scales is not None:
+        files["scales.npy"] = streamnpy(os.path.join(folder, "scales.npy"), *scales)
+
+    # Small arrays
+    for name, array in [("offsets.npy", offsets), ("deleted.npy", deleted)]:
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        data = buffer.getvalue()
+        writebytes(os.path.join(folder, name), data)
+        files[name] = {**describefile(None, data), "shape": list(array.shape), "dtype": str(array.dtype)}
+
+    config = {
+        "format": FORMAT,
+        "version": VERSION,
+        "dimension": dimension,
+        "dtype": dtype,
+        "rows": len(deleted),
+        "tokens": int(offsets[-1]),
+        "files": files,
+    }
+    writejson(os.path.join(folder, "store.json"), config)
+    syncdir(folder)
+
+    return config
+
+
+def streamnpy(path, *parts):
+    """
+    Writes arrays concatenated along axis 0 as one .npy file without building the concatenation in memory.
+
+    Args:
+        path: output file
+        parts: arrays with the same dtype and trailing shape
+
+    Returns:
+        file description: bytes, block checksums, shape, dtype
+    """
+
+    shape = (sum(len(part) for part in parts),) + parts[0].shape[1:]
+    dtype = parts[0].dtype
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+
+    with open(path, "wb") as output:
+        np.lib.format.write_array_header_1_0(output, header)
+        for part in parts:
+            step = max(1, BLOCK // max(1, part[:1].nbytes))
+            for start in range(0, len(part), step):
+                output.write(np.ascontiguousarray(part[start : start + step]).data)
+        output.flush()
+        os.fsync(output.fileno())
+
+    return {**describefile(path), "shape": list(shape), "dtype": str(dtype)}
+
+
+def openstore(path):
+    """
+    Opens a saved token store: finds its folder, reads store.json, then reads and checks the offsets and tombstones.
+
+    Recovery: path is read when it exists. When path is missing but path.old exists, a save crashed between its two
+    renames and path.old, the last complete store, is read. A path.tmp folder is never read: it is an unfinished save,
+    removed by the next save.
+
+    A store saved by the previous release (version 1: unsealed store.json, sha256 of offsets and tombstones, no data
+    checksums) is read with those checks, its tokens checked by size and header only; saving it writes the current version.
+
+    Args:
+        path: store folder
+
+    Returns:
+        (folder read, metadata, int64 offsets, boolean tombstones)
+
+    Raises:
+        StoreError: missing, foreign, corrupt or truncated store
+    """
+
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        if not os.path.isdir(f"{path}.old"):
+            raise StoreError(f"{path}: no token store folder")
+        path = f"{path}.old"
+
+    config = readstoremetadata(path)
+    rows, tokens = config["rows"], config["tokens"]
+
+    # An earlier release's store has no data checksums: its tokens are read like verify "off"
+    if config["version"] == LEGACY:
+        message = "%s: token store saved by an earlier txtai-muvera release (format version %d) without data checksums, "
+        message += "tokens checked by size and header only; saving it again writes the current format"
+        logger.info(message, path, LEGACY)
+
+    # Small arrays: read, checksum and check structure
+    offsets = readsmall(path, config, "offsets.npy", np.int64, (rows + 1,))
+    checkoffsets(offsets, tokens, f"{os.path.join(path, 'offsets.npy')}: offsets", StoreError)
+    deleted = readsmall(path, config, "deleted.npy", np.bool_, (rows,))
+
+    return path, config, offsets, deleted
+
+
+def readstoremetadata(path):
+    """
+    Reads and checks store.json: bounded, sealed, typed.
+
+    Args:
+        path: store folder
+
+    Returns:
+        metadata dict
+    """
+
+    # The earlier version is unsealed and records sha256 checksums of the small arrays only
+    name = os.path.join(path, "store.json")
+    config = readformat(name, path, "token store", FORMAT, (VERSION, LEGACY), StoreError)
+
+    # Required fields and types
+    for key in ["dimension", "rows", "tokens"]:
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "dimension" else 0):
+            raise StoreError(f"{name}: invalid {key} {value!r}")
+    if config.get("dtype") not in DTYPES:
+        raise StoreError(f"{name}: invalid dtype {config.get('dtype')!r}")
+    if not isinstance(config.get("files"), dict):
+        raise StoreError(f"{name}: files missing")
+    if config["version"] == LEGACY and not isinstance(config.get("checksums"), dict):
+        raise StoreError(f"{name}: checksums missing")
+
+    return config
+
+
+def isstore(path):
+    """
+    Checks if a folder holds token store metadata.
+
+    Args:
+        path: folder
+
+    Returns:
+        True if path/store.json names this format
+    """
+
+    try:
+        return readstoremetadata(path).get("format") == FORMAT
+    except (StoreError, OSError):
+        return False
+
+
+def readsmall(path, config, name, dtype, shape):
+    """
+    Reads a small .npy file after verifying its size and checksum.
+
+    Args:
+        path: store folder
+        config: metadata
+        name: file name
+        dtype: expected dtype
+        shape: expected shape
+
+    Returns:
+        writable in-memory array
+    """
+
+    # Checksum the raw bytes (read bounded by the recorded size) before parsing anything
+    filename, legacy = os.path.join(path, name), config["version"] == LEGACY
+    size = checksize(filename, config["files"].get(name), path, StoreError, "store.json", legacy)
+    data = readbytes(filename, path, size, StoreError)
+    if legacy:
+        checksha256(filename, config["checksums"].get(name), size, path, StoreError, data)
+    else:
+        verify(filename, config["files"][name], path, StoreError, "store.json", data)
+
+    npyheader(filename, size, dtype, shape, StoreError, path)
+    try:
+        return np.array(np.load(io.BytesIO(data), allow_pickle=False))
+    except Exception as error:  # pylint: disable=W0718
+        raise StoreError(f"{filename}: unreadable ({type(error).__name__}: {error})") from error
+
+
+def maptokens(path, config, policy, mmap=True):
+    """
+    Opens the tokens (and int8 scales) files of a store folder after checking their sizes and headers.
+
+    Args:
+        path: store folder
+        config: metadata
+        policy: checksum policy (see VERIFY), or "written" for files this process just wrote
+        mmap: memory map when True, read into memory (and verify) otherwise
+
+    Returns:
+        (tokens, scales or None, [(Verifier, data offset, bytes per row)] of the memory-mapped files)
+    """
+
+    tokens, dimension = config["tokens"], config["dimension"]
+    arrays, verifiers = [], []
+    for name, dtype, shape in [("tokens.npy", np.dtype(config["dtype"]), (tokens, dimension)), ("scales.npy", np.dtype(np.float32), (tokens,))]:
+        if name == "scales.npy" and config["dtype"] != "int8":
+            arrays.append(None)
+            continue
+
+        # Size, header, then the data mapped without np.load (no pickle, any dtype); an earlier release's files have
+        # no block checksums to verify
+        filename, legacy = os.path.join(path, name), config["version"] == LEGACY
+        array, verifier, start = mapnpy(filename, config["files"].get(name), path, dtype, shape, StoreError, "store.json", legacy)
+        if verifier:
+            if policy == "load" or not mmap:
+                verifier.all()
+            elif policy == "written":
+                verifier.checked[:] = True
+            if mmap:
+                verifiers.append((verifier, start, dtype.itemsize * int(np.prod(shape[1:]))))
+
+        arrays.append(array if mmap else np.array(array))
+
+    return arrays[0], arrays[1], verifiers
