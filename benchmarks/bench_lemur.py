@@ -191,7 +191,10 @@ def timed(backends, qtokens, qoffsets, qids, ids, qrels, runs):
 
     judged = {qid: qrels[qid] for qid in qids[:count]}
     return [
-        {**{k: v for k, v in zip(("latency p50 ms", "latency p95 ms"), (percentiles(l)["p50_ms"], percentiles(l)["p95_ms"]))}, "index ndcg@10": measure(judged, r)["ndcg@10"]}
+        {
+            **{k: v for k, v in zip(("latency p50 ms", "latency p95 ms"), (percentiles(l)["p50_ms"], percentiles(l)["p95_ms"]))},
+            "index ndcg@10": measure(judged, r)["ndcg@10"],
+        }
         for l, r in zip(latencies, results)
     ]
 
@@ -332,7 +335,14 @@ def main():
         encodestart = cputime()
         drows, qrows = lemur(dtokens, doffsets, "data"), lemur(qtokens, qoffsets, "query")
         encode = cputime() - encodestart
-        extra = {"settings": settings, "train wall s": wall, "learn queries cpu s": learnseconds, "encode cpu s": encode, "load": loadaverage(), **statistics}
+        extra = {
+            "settings": settings,
+            "train wall s": wall,
+            "learn queries cpu s": learnseconds,
+            "encode cpu s": encode,
+            "load": loadaverage(),
+            **statistics,
+        }
         for dtype in args.dtypes.split(","):
             ann, size = indexed(lemur.config(), drows, dtokens, doffsets, dtype)
             backends.append((qrows, ann, lemur.config()))

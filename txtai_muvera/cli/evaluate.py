@@ -97,7 +97,7 @@ class Evaluate:
         # A learned encoding learns from spans of the texts encoded as queries, so its index is built from texts
         self.learned = getattr(plugins.lookup("encodings", self.settings["encoding"]), "learned", False)
         if "lemur" in compare and not self.learned:
-            raise ValueError("compare lemur needs a learned encoding: --muvera '{\"encoding\": \"lemur\"}'")
+            raise ValueError('compare lemur needs a learned encoding: --muvera \'{"encoding": "lemur"}\'')
         self.progress = progress
 
         # Dataset, optionally a sample of the corpus that keeps every judged document

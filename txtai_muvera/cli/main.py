@@ -245,7 +245,9 @@ def parser():  # pylint: disable=R0915
         help="extra rows: txtai's own late-interaction pipeline (txtai), txtai's LemurTrainer + Lemur on the same vectors (lemur); repeatable",
     )
     command.add_argument("--compare-epochs", type=int, default=1, help="LemurTrainer epochs, CPU time extrapolated to 100 (default: 1)")
-    command.add_argument("--compare-learn", type=int, default=10000, help="LemurTrainer learn tokens, CPU time extrapolated to 100,000 (default: 10000)")
+    command.add_argument(
+        "--compare-learn", type=int, default=10000, help="LemurTrainer learn tokens, CPU time extrapolated to 100,000 (default: 10000)"
+    )
     command.add_argument("--compare-queries", type=int, default=20, help="queries txtai's Reranker latency is measured on (default: 20)")
     command.add_argument("--json", help="write every figure to this JSON file")
     command.add_argument(

@@ -126,7 +126,11 @@ def fit(  # pylint: disable=R0915
     # Target documents and learn tokens, drawn at random
     documents = np.flatnonzero(lengths > 0)
     documents = np.sort(documents[torch.randperm(len(documents), generator=generator)[: min(targets, len(documents))].numpy()])
-    pool = tokens if querytokens is None else (querytokens if isinstance(querytokens, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(querytokens)))
+    pool = (
+        tokens
+        if querytokens is None
+        else (querytokens if isinstance(querytokens, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(querytokens)))
+    )
     learned = torch.randperm(pool.shape[0], generator=generator)[: min(learn, pool.shape[0])]
     inputs = prepare(pool[learned]).to(device)
 
