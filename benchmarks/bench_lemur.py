@@ -16,7 +16,6 @@ Without --cache (or with a cache path that does not exist yet) the corpus is enc
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -24,72 +23,17 @@ import time
 import numpy as np
 import torch
 
-from safetensors.numpy import load_file, save_file
-
+from common import MODEL, SCIFACT, judgedvectors
 from txtai_muvera.ann import Muvera
 from txtai_muvera.array import LateArray
-from txtai_muvera.core.encoder import LateEncoder
-from txtai_muvera.cli.evaluate import beir, loadaverage, measure, percentiles
+from txtai_muvera.cli.environment import cputime, folderbytes, loadaverage, percentiles
+from txtai_muvera.cli.metrics import trecmetrics
 from txtai_muvera.core.fde import FDE
 from txtai_muvera.core.lemur import Lemur
 from txtai_muvera.core.maxsim import maxsim
-from txtai_muvera.core.ragged import pack
 
 # Candidates re-ranked, exact top k checked
 DEPTH, CUTOFF = 100, 10
-
-
-def cputime():
-    """
-    CPU seconds of this process and its threads.
-
-    Returns:
-        float
-    """
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def vectors(model, folder, cache):
-    """
-    Loads token vectors of every document and judged query, encoding and caching them when needed.
-
-    Args:
-        model: late-interaction model
-        folder: BEIR folder
-        cache: safetensors cache path or None
-
-    Returns:
-        (document ids, documents, doffsets, query ids, queries, qoffsets, qrels)
-    """
-
-    ids, texts, queries, qrels = beir(folder)
-    if cache and os.path.exists(cache):
-        tensors = load_file(cache)
-        with open(os.path.splitext(cache)[0] + ".json", encoding="utf-8") as f:
-            names = json.load(f)
-        if names["document_ids"] != ids:
-            raise ValueError(f"{cache} does not hold this corpus")
-
-        # Judged queries only, in qrels order
-        position = {uid: x for x, uid in enumerate(names["query_ids"])}
-        qflat, qoffsets = tensors["queries"], tensors["qoffsets"]
-        matrices = [qflat[qoffsets[position[uid]] : qoffsets[position[uid] + 1]] for uid in queries]
-        qtokens, qoffsets = pack(matrices)
-        return ids, tensors["documents"], tensors["doffsets"], list(queries), qtokens, qoffsets, qrels
-
-    encoder = LateEncoder(model, gpu=False)
-    dtokens, doffsets = pack(encoder.encode(texts, "data", progress=True))
-    qtokens, qoffsets = pack(encoder.encode(list(queries.values()), "query", progress=True))
-    if cache:
-        os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
-        # Only judged queries are cached here, in the same layout
-        save_file({"documents": dtokens, "doffsets": doffsets, "queries": qtokens, "qoffsets": qoffsets}, cache)
-        with open(os.path.splitext(cache)[0] + ".json", "w", encoding="utf-8") as f:
-            json.dump({"document_ids": ids, "query_ids": list(queries)}, f)
-
-    return ids, dtokens, doffsets, list(queries), qtokens, qoffsets, qrels
 
 
 def figures(name, qrows, drows, exact, ids, qids, qrels, seconds, extra=None):
@@ -125,8 +69,8 @@ def figures(name, qrows, drows, exact, ids, qids, qrels, seconds, extra=None):
         "encoding": name,
         "dimensions": int(drows.shape[1]),
         "found": float(found),
-        "rerank ndcg@10": measure(qrels, reranked)["ndcg@10"],
-        "candidates ndcg@10": measure(qrels, alone)["ndcg@10"],
+        "rerank ndcg@10": trecmetrics(qrels, reranked)["ndcg@10"],
+        "candidates ndcg@10": trecmetrics(qrels, alone)["ndcg@10"],
         "train cpu s": seconds,
         "candidate bytes/doc": int(drows.shape[1]) * 4,
     }
@@ -155,7 +99,7 @@ def indexed(encoding, drows, qrows, dtokens, doffsets, qtokens, qoffsets, runs):
     ann.index(LateArray(drows, tokens=dtokens, offsets=doffsets, encoding=encoding))
     with tempfile.TemporaryDirectory() as folder:
         ann.save(folder)
-        total = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(folder) for f in files)
+        total = folderbytes(folder)
 
     latencies = []
     for x in range(min(runs, len(qoffsets) - 1)):
@@ -231,8 +175,8 @@ def txtai(dtokens, doffsets, qtokens, qoffsets, epochs, **kwargs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="../shared/models/minilm-colbert")
-    parser.add_argument("--folder", default="../shared/data/beir/scifact")
+    parser.add_argument("--model", default=str(MODEL))
+    parser.add_argument("--folder", default=str(SCIFACT))
     parser.add_argument("--cache", default=None, help="token vectors cache (safetensors), written when missing")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lemur", default="[{}]", help="JSON list of our lemur settings to measure")
@@ -248,7 +192,7 @@ def main():
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    ids, dtokens, doffsets, qids, qtokens, qoffsets, qrels = vectors(args.model, args.folder, args.cache)
+    ids, dtokens, doffsets, qids, qtokens, qoffsets, qrels = judgedvectors(args.model, args.folder, args.cache)
     dtokens, qtokens = dtokens.astype(np.float32), qtokens.astype(np.float32)
     print(f"{len(ids)} documents, {dtokens.shape[0]} tokens, {len(qids)} queries, load {loadaverage()}", flush=True)
 

@@ -7,20 +7,17 @@ import sys
 import tempfile
 import time
 
-from pathlib import Path
-
 import torch
 
 from tqdm.auto import tqdm
 
-from .. import plugins
 from ..core.encoder import LateEncoder
 from ..core.ragged import pack
-from ..errors import configuration
 from ..settings import indexconfig, resolve
 from .beir import readbeir
 from .compare import TxtaiPeer, txtairatios
-from .environment import environment, loadaverage, percentiles
+from .encoders import registeredencoder
+from .environment import environment, folderbytes, loadaverage, percentiles
 from .metrics import CUTOFF, DEPTH, agreement, pytreceval, rankedrun, trecmetrics
 from .ranking import exactranking
 from .report import MODES
@@ -117,8 +114,7 @@ class Evaluate:
 
         with tempfile.TemporaryDirectory(prefix="txtai-muvera-evaluate-") as directory:
             # Encode the corpus and the queries once; a model that cannot load is a ConfigurationError
-            with configuration():
-                encoder = plugins.lookup("encoders", self.settings["encoder"])(self.model, gpu=self.gpu, batchsize=self.batchsize)
+            encoder = registeredencoder(self.model, self.settings["encoder"], self.gpu, self.batchsize)
             start = time.perf_counter()
             matrices = encoder.encode(self.texts, category="data", progress=self.progress)
             encoding = time.perf_counter() - start
@@ -376,9 +372,6 @@ def storedbytes(path, count):
         dict with token store, FDE and total bytes per document
     """
 
-    def total(folder):
-        return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
-
-    tokens = total(os.path.join(path, "embeddings", "tokens"))
-    fdes = total(os.path.join(path, "embeddings")) - tokens
+    tokens = folderbytes(os.path.join(path, "embeddings", "tokens"))
+    fdes = folderbytes(os.path.join(path, "embeddings")) - tokens
     return {"tokens": tokens / count, "fde": fdes / count, "total": (tokens + fdes) / count}
