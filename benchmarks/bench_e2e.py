@@ -19,9 +19,7 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common import MODEL, SCIFACT, workerprocess
 from results import write
+from txtai_muvera.cli.environment import folderbytes, processmemory
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADING = "## End-to-end"
@@ -50,8 +50,8 @@ def main():
     """
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="../shared/models/minilm-colbert", help="ColBERT model folder")
-    parser.add_argument("--data", default="../shared/data/beir/scifact", help="BEIR folder, test queries")
+    parser.add_argument("--model", default=str(MODEL), help="ColBERT model folder")
+    parser.add_argument("--data", default=str(SCIFACT), help="BEIR folder, test queries")
     parser.add_argument("--documents", type=int, help="index the first N documents only (default: all)")
     parser.add_argument("--queries", type=int, help="MUVERA-only queries, single and batched (default: all test queries)")
     parser.add_argument("--rerank-queries", type=int, default=DEFAULTS["rerank_queries"], help="re-rank single queries (default: 16)")
@@ -75,9 +75,9 @@ def main():
             results = json.load(f)
     else:
         results = benchmark(args)
-        results["command"] = command(args)
+        results["command"] = regeneratecommand(args)
 
-    text = report(results, results["command"])
+    text = markdownreport(results, results["command"])
     print(text)
 
     if args.json and not args.render:
@@ -100,9 +100,10 @@ def benchmark(args):
     """
 
     # pylint: disable=C0415
-    from txtai_muvera.cli.evaluate import beir, environment
+    from txtai_muvera.cli.beir import readbeir
+    from txtai_muvera.cli.environment import environment
 
-    ids, _, queries, qrels = beir(args.data, "test")
+    ids, _, queries, qrels = readbeir(args.data, "test")
     documents = len(ids) if args.documents is None else min(args.documents, len(ids))
     queries = list(queries.items())
 
@@ -119,7 +120,7 @@ def benchmark(args):
     try:
         # Indexing from texts, each side in a fresh process, both started together so that load from other work on the
         # machine hits both alike (the side that finishes first leaves the other the machine, which favours the slower one)
-        processes = {side: spawn(args, side, "index", os.path.join(directory, side)) for side in SIDES}
+        processes = {side: spawnworker(args, side, "index", os.path.join(directory, side)) for side in SIDES}
         for side, process in processes.items():
             results["index"][side] = json.loads(process.stdout.readline())
             process.wait()
@@ -135,7 +136,7 @@ def benchmark(args):
             "rerank": (queries[: args.rerank_queries], queries[: min(args.rerank_batches * size, len(queries) - len(queries) % size)]),
         }
         for mode, (single, batched) in subsets.items():
-            results["search"][mode] = compare(args, mode, [os.path.join(directory, side) for side in SIDES], single, batched, qrels)
+            results["search"][mode] = comparesearch(args, mode, [os.path.join(directory, side) for side in SIDES], single, batched, qrels)
             print(f"{mode} search done", file=sys.stderr)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -144,7 +145,7 @@ def benchmark(args):
     return results
 
 
-def spawn(args, side, phase, path):
+def spawnworker(args, side, phase, path):
     """
     Starts a worker process, JSON lines on its stdin and stdout, its stderr shared (progress bars).
 
@@ -158,13 +159,13 @@ def spawn(args, side, phase, path):
         subprocess.Popen
     """
 
-    command = [sys.executable, __file__, "--worker", side, phase, "--path", path, "--model", args.model, "--data", args.data]
-    command += ["--documents", str(args.documents)] if args.documents is not None else []
-    command += ["--threads", str(args.threads)] if args.threads else []
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    arguments = ["--worker", side, phase, "--path", path, "--model", args.model, "--data", args.data]
+    arguments += ["--documents", str(args.documents)] if args.documents is not None else []
+    arguments += ["--threads", str(args.threads)] if args.threads else []
+    return workerprocess(__file__, arguments)
 
 
-def compare(args, mode, paths, queries, batched, qrels):
+def comparesearch(args, mode, paths, queries, batched, qrels):
     """
     Times one search mode on both sides: single queries, then batches, the two processes taking turns.
 
@@ -181,9 +182,10 @@ def compare(args, mode, paths, queries, batched, qrels):
     """
 
     # pylint: disable=C0415
-    from txtai_muvera.cli.evaluate import measure, percentiles
+    from txtai_muvera.cli.environment import percentiles
+    from txtai_muvera.cli.metrics import trecmetrics
 
-    processes = {side: spawn(args, side, mode, path) for side, path in zip(SIDES, paths)}
+    processes = {side: spawnworker(args, side, mode, path) for side, path in zip(SIDES, paths)}
     loaded = {side: json.loads(process.stdout.readline()) for side, process in processes.items()}
 
     def ask(side, request):
@@ -225,7 +227,7 @@ def compare(args, mode, paths, queries, batched, qrels):
                 "per_query_ms": float(np.mean(timings[side]["batch"]) * 1000 / size) if batches else None,
             },
             "queries": len(queries),
-            "ndcg@10": measure({uid: qrels[uid] for uid, _ in queries}, run)["ndcg@10"],
+            "ndcg@10": trecmetrics({uid: qrels[uid] for uid, _ in queries}, run)["ndcg@10"],
             "peak_rss_mb": final["peak_rss_mb"],
             "loaded_rss_mb": loaded[side]["rss_mb"],
             "config": loaded[side]["config"],
@@ -262,16 +264,16 @@ def worker(args):
 
     side, phase = args.worker
     if phase == "index":
-        reply(index(args, side))
+        reply(buildindex(args, side))
         return
 
     search, config = searcher(args, side, phase)
-    reply({"rss_mb": rss(), "config": config})
+    reply({"rss_mb": processmemory()["rss_mib"], "config": config})
 
     for line in sys.stdin:
         request = json.loads(line)
         if request.get("exit"):
-            reply({"peak_rss_mb": peak(), "loadavg": os.getloadavg()})
+            reply({"peak_rss_mb": processmemory()["peak_rss_mib"], "loadavg": os.getloadavg()})
             return
 
         # Single query (one text) or a batch
@@ -282,7 +284,7 @@ def worker(args):
         reply({"seconds": seconds, "cpu": cpu, "ids": [[row["id"] for row in result] for result in rows]})
 
 
-def index(args, side):
+def buildindex(args, side):
     """
     Builds and saves one side's index from texts.
 
@@ -297,11 +299,11 @@ def index(args, side):
     # pylint: disable=C0415
     from txtai import Embeddings
 
-    from txtai_muvera.cli.evaluate import beir
+    from txtai_muvera.cli.beir import readbeir
 
-    ids, texts, _, _ = beir(args.data, "test")
+    ids, texts, _, _ = readbeir(args.data, "test")
     documents = list(zip(ids, texts))[: args.documents]
-    baseline = rss()
+    baseline = processmemory()["rss_mib"]
 
     # txtai-muvera with its defaults, or txtai's built-in late-interaction pipeline with its defaults
     if side == "ours":
@@ -319,17 +321,17 @@ def index(args, side):
     config = embeddings.config
     embeddings.close()
 
-    stored = sum(f.stat().st_size for f in Path(args.path).rglob("*") if f.is_file())
+    stored = folderbytes(args.path)
     return {
         "documents": len(documents),
         "seconds": seconds,
         "documents_per_second": len(documents) / seconds,
         "cpu_seconds": cpu,
         "documents_per_cpu_second": len(documents) / cpu,
-        "peak_rss_mb": peak(),
+        "peak_rss_mb": processmemory()["peak_rss_mib"],
         "baseline_rss_mb": baseline,
         "stored_mb": stored / 2**20,
-        "config": describe(config),
+        "config": configsummary(config),
         "loadavg": os.getloadavg(),
     }
 
@@ -360,7 +362,7 @@ def searcher(args, side, mode):
         def search(texts):
             return embeddings.batchsearch(texts, LIMIT) if isinstance(texts, list) else embeddings.search(texts, LIMIT)
 
-        return search, describe(embeddings.config)
+        return search, configsummary(embeddings.config)
 
     embeddings.load(args.path)
     if mode == "muvera":
@@ -368,7 +370,7 @@ def searcher(args, side, mode):
         def search(texts):
             return embeddings.batchsearch(texts, LIMIT) if isinstance(texts, list) else embeddings.search(texts, LIMIT)
 
-        return search, describe(embeddings.config)
+        return search, configsummary(embeddings.config)
 
     # txtai's Reranker: searches limit * factor candidates, scores their texts with Similarity(lateencode=True)
     from txtai.pipeline import Reranker, Similarity
@@ -378,10 +380,10 @@ def searcher(args, side, mode):
     def rerank(texts):
         return reranker(texts, limit=LIMIT, factor=CANDIDATES // LIMIT)
 
-    return rerank, describe(embeddings.config)
+    return rerank, configsummary(embeddings.config)
 
 
-def describe(config):
+def configsummary(config):
     """
     Summarises an index config: vectors method, ANN backend and its components, dimensions and muvera block.
 
@@ -395,29 +397,6 @@ def describe(config):
     components = ((config.get("build") or {}).get("settings") or {}).get("components")
     keys = ("method", "backend", "dimensions", "muvera", "path")
     return {**{key: config.get(key) for key in keys if config.get(key) is not None}, "components": components}
-
-
-def rss():
-    """
-    Current resident set size in MB.
-
-    Returns:
-        float
-    """
-
-    with open("/proc/self/statm", encoding="utf-8") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak():
-    """
-    Peak resident set size of this process in MB (ru_maxrss is in KB on Linux).
-
-    Returns:
-        float
-    """
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def ratios(results):
@@ -449,7 +428,7 @@ def ratios(results):
     return values
 
 
-def command(args):
+def regeneratecommand(args):
     """
     Command line that regenerates these results.
 
@@ -471,7 +450,7 @@ def command(args):
     return text + " --write"
 
 
-def report(results, regenerate):
+def markdownreport(results, regenerate):
     """
     Formats results as the markdown section of RESULTS.md.
 

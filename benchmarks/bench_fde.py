@@ -12,203 +12,19 @@ MiniLM ColBERT tokenizer (title + text, 180 token cap, punctuation skipped), 128
 
 import argparse
 import datetime
-import json
-import os
-import platform
 import sys
-import time
-
-from importlib import metadata
 
 import numpy as np
 import torch
 
+from common import timedrounds, tokensetoptions, tokensets
 from results import write
+from txtai_muvera.cli.environment import loadaverage, machinedescription
 from txtai_muvera.core.fde import FDE
 from txtai_muvera.core.ragged import pack
 
-# Shared data and model folder, beside the checkout by default
-SHARED = os.environ.get("SHARED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
 
-# Results file
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
-
-# Skipped document tokens (PyLate skiplist of the shared model)
-PUNCTUATION = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
-
-
-def lengths(count, seed=0):
-    """
-    Token counts of SciFact documents as PyLate keeps them: [CLS] [D] text [SEP] capped at 180, minus skipped punctuation.
-    Falls back to seeded counts in 60..180 when the shared corpus or tokenizer is missing.
-
-    Args:
-        count: number of documents
-        seed: random seed for the fallback
-
-    Returns:
-        (int numpy array, description)
-    """
-
-    corpus, path = os.path.join(SHARED, "data/beir/scifact/corpus.jsonl"), os.path.join(SHARED, "models/minilm-colbert/tokenizer.json")
-    try:
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(path)
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-        with open(corpus, encoding="utf-8") as documents:
-            texts = [f"{x['title']} {x['text']}" for x in map(json.loads, documents)][:count]
-
-        counts = []
-        for encoding in tokenizer.encode_batch(texts, add_special_tokens=False):
-            tokens = encoding.tokens[:177]
-            counts.append(len(tokens) + 3 - sum(token in PUNCTUATION for token in tokens))
-
-        return np.array(counts), "SciFact document token counts (shared MiniLM ColBERT tokenizer, PyLate's 180 cap and skiplist)"
-    except (ImportError, OSError):
-        return np.random.default_rng(seed).integers(60, 181, size=count) + 3, "seeded token counts in 63..183"
-
-
-def randomtokens(counts, dimension=128, seed=0):
-    """
-    Seeded random unit token matrices.
-
-    Args:
-        counts: tokens per matrix
-        dimension: token width
-        seed: random seed
-
-    Returns:
-        list of float32 matrices
-    """
-
-    generator = np.random.default_rng(seed)
-    flat = generator.standard_normal((int(np.sum(counts)), dimension), dtype=np.float32)
-    flat /= np.linalg.norm(flat, axis=1, keepdims=True)
-    return np.split(flat, np.cumsum(counts)[:-1])
-
-
-def pylatetokens(count, cache):
-    """
-    Encodes SciFact documents and test queries with PyLate and the shared MiniLM ColBERT, cached as safetensors.
-
-    Args:
-        count: number of documents
-        cache: cache file
-
-    Returns:
-        (documents, queries) lists of float32 matrices
-    """
-
-    from safetensors.numpy import load_file, save_file
-
-    if not os.path.exists(cache):
-        from pylate import models
-
-        with open(os.path.join(SHARED, "data/beir/scifact/corpus.jsonl"), encoding="utf-8") as documents:
-            texts = [f"{x['title']} {x['text']}" for x in map(json.loads, documents)][:count]
-        with open(os.path.join(SHARED, "data/beir/scifact/queries.jsonl"), encoding="utf-8") as queries:
-            questions = [x["text"] for x in map(json.loads, queries)][:300]
-
-        model = models.ColBERT(os.path.join(SHARED, "models/minilm-colbert"), device="cpu")
-        documents = model.encode(texts, is_query=False, batch_size=32, show_progress_bar=True)
-        queries = model.encode(questions, is_query=True, batch_size=32)
-
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        tensors = {f"document.{i}": np.asarray(x, dtype=np.float32) for i, x in enumerate(documents)}
-        tensors.update({f"query.{i}": np.asarray(x, dtype=np.float32) for i, x in enumerate(queries)})
-        save_file(tensors, cache)
-
-    tensors = load_file(cache)
-    documents = [tensors[f"document.{i}"] for i in range(sum(key.startswith("document.") for key in tensors))][:count]
-    queries = [tensors[f"query.{i}"] for i in range(sum(key.startswith("query.") for key in tensors))]
-    return documents, queries
-
-
-def scifacttokens(count, cache):
-    """
-    Encodes every SciFact document (title + text) and query with txtai_muvera's encoder and the shared MiniLM ColBERT,
-    cached as flat safetensors (documents, doffsets, queries, qoffsets), the format bench_fde_quality.py writes.
-
-    Args:
-        count: number of documents
-        cache: cache file
-
-    Returns:
-        (documents, queries) lists of float32 matrices
-    """
-
-    from safetensors.numpy import load_file, save_file
-
-    if not os.path.exists(cache):
-        from txtai_muvera.core.encoder import LateEncoder
-
-        with open(os.path.join(SHARED, "data/beir/scifact/corpus.jsonl"), encoding="utf-8") as documents:
-            texts = [f"{x.get('title') or ''} {x.get('text') or ''}" for x in map(json.loads, documents)]
-        with open(os.path.join(SHARED, "data/beir/scifact/queries.jsonl"), encoding="utf-8") as queries:
-            questions = [x["text"] for x in map(json.loads, queries)]
-
-        encoder = LateEncoder(os.path.join(SHARED, "models/minilm-colbert"), gpu=False)
-        flat, doffsets = pack(encoder.encode(texts, "data", progress=True))
-        qflat, qoffsets = pack(encoder.encode(questions, "query", progress=True))
-        os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
-        save_file({"documents": flat, "doffsets": doffsets, "queries": qflat, "qoffsets": qoffsets}, cache)
-
-    arrays = load_file(cache)
-    documents = np.split(arrays["documents"], arrays["doffsets"][1:-1])[:count]
-    queries = np.split(arrays["queries"], arrays["qoffsets"][1:-1])
-    return documents, queries
-
-
-def options(parser, documents):
-    """
-    Adds the token set and timing options that tokensets() and measure() read.
-
-    Args:
-        parser: argparse.ArgumentParser
-        documents: help text of --docs
-    """
-
-    parser.add_argument("--docs", type=int, default=5183, help=documents)
-    parser.add_argument("--queries", type=int, default=300, help="queries (random vectors)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, best and median reported")
-    parser.add_argument("--vectors", choices=["random", "pylate", "scifact"], default="random", help="token vectors")
-    parser.add_argument("--cache", default=None, help="vectors cache (pylate: per matrix keys, scifact: flat documents/doffsets/queries/qoffsets)")
-    parser.add_argument("--threads", type=int, nargs="*", default=[], help="torch thread counts to run, torch's default when empty")
-
-
-def tokensets(args):
-    """
-    Builds the document and query token sets.
-
-    Args:
-        args: command line arguments
-
-    Returns:
-        (documents, queries, description)
-    """
-
-    if args.vectors == "pylate":
-        cache = args.cache or "/tmp/txtai-muvera-bench/scifact-pylate.safetensors"
-        documents, queries = pylatetokens(args.docs, cache)
-        return documents, queries, f"PyLate token vectors of SciFact (shared MiniLM ColBERT, untrained 128-d projection), cached at {cache}"
-    if args.vectors == "scifact":
-        cache = args.cache or "/tmp/txtai-muvera-bench/scifact-tokens.safetensors"
-        documents, queries = scifacttokens(args.docs, cache)
-        return (
-            documents,
-            queries,
-            f"real SciFact token vectors (txtai_muvera's PyLate-exact encoder, shared minilm-colbert), {len(queries)} queries, cached at {cache}",
-        )
-
-    counts, description = lengths(args.docs)
-    documents = randomtokens(counts, seed=0)
-    queries = randomtokens(np.full(args.queries, 32), seed=1)
-    return documents, queries, f"seeded random unit vectors, 128 dimensions, {description}; queries 32 tokens"
-
-
-def peers():
+def peerencoders():
     """
     Loads the peer encoders that are importable.
 
@@ -244,96 +60,19 @@ def peers():
     return encoders
 
 
-def measure(functions, rounds):
-    """
-    Times functions interleaved round by round, so background load hits them alike. Records wall time and the process CPU
-    time (all threads): on a shared machine the CPU time of a single threaded run barely moves with other load.
-
-    Args:
-        functions: dict of name: (callable, items processed)
-        rounds: timed rounds after one warm up
-
-    Returns:
-        dict of name: (list of wall seconds, list of CPU seconds)
-    """
-
-    for function, _ in functions.values():
-        function()
-
-    timings = {name: ([], []) for name in functions}
-    for _ in range(rounds):
-        for name, (function, _) in functions.items():
-            wall, cpu = time.perf_counter(), cputime()
-            function()
-            timings[name][0].append(time.perf_counter() - wall)
-            timings[name][1].append(cputime() - cpu)
-
-    return timings
-
-
-def cputime():
-    """
-    Process CPU time, user + system, all threads.
-
-    Returns:
-        seconds
-    """
-
-    return time.process_time()
-
-
-def load():
-    """
-    Reads the 1 minute load average, the number of runnable threads competing for the cores.
-
-    Returns:
-        float, nan where unavailable
-    """
-
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
-
-
-def machine():
-    """
-    Describes the machine and library versions.
-
-    Returns:
-        str
-    """
-
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-
-    versions = [f"torch {torch.__version__}", f"numpy {np.__version__}"]
-    for name in ("txtai", "fastembed", "pylate"):
-        try:
-            versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            pass
-
-    return f"{model}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, " + ", ".join(versions)
-
-
 def main():
     """
     Runs the benchmark.
     """
 
     parser = argparse.ArgumentParser(description="FDE encoding throughput")
-    options(parser, "documents encoded")
+    tokensetoptions(parser, "documents encoded")
     parser.add_argument("--slow", type=int, default=300, help="documents and queries for the per-matrix fastembed encoder")
     parser.add_argument("--write", action="store_true", help="update the FDE section of benchmarks/RESULTS.md")
     args = parser.parse_args()
 
     documents, queries, description = tokensets(args)
-    loads = [load()]
+    loads = [loadaverage()]
     tokens = sum(len(x) for x in documents)
     print(f"{len(documents)} documents, {tokens} tokens ({tokens / len(documents):.1f} per document), {len(queries)} queries: {description}")
 
@@ -343,7 +82,7 @@ def main():
     flat, offsets = pack(documents)
     qflat, qoffsets = pack(queries)
 
-    rows, encoders = [], peers()
+    rows, encoders = [], peerencoders()
     for threads in args.threads or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
         for category, matrices, packed in (("data", documents, (flat, offsets)), ("query", queries, (qflat, qoffsets))):
@@ -361,7 +100,7 @@ def main():
                 functions[name] = (lambda s=subset, e=(data if category == "data" else query): e(s), len(subset))
                 notes[name] = note
 
-            timings = measure(functions, args.rounds)
+            timings = timedrounds(functions, args.rounds)
             base = [len(matrices) / min(x) for x in timings["txtai-muvera FDE"]]
             for name, (wall, cpu) in timings.items():
                 count = functions[name][1]
@@ -379,7 +118,7 @@ def main():
     table = "\n".join(lines)
     print(table)
 
-    loads.append(load())
+    loads.append(loadaverage())
     if args.write:
         body = f"""
 Documents and queries encoded per second (higher is better), every encoder in one process, timed interleaved over
@@ -396,7 +135,7 @@ defaults) by each row's at the same thread count: above 1.00x we are faster.
   measures better on SciFact (see "FDE quality on SciFact"). The reference row is the Google algorithm: AMS sketch,
   averages and fill. txtai's Muvera never fills. fastembed encodes one matrix at a time in Python and runs on the first {args.slow}
   matrices only.
-- Machine: {machine()}. Load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end: other work shares the
+- Machine: {machinedescription()}. Load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end: other work shares the
   cores, so compare rows of one run. With more runnable threads than cores, multi-threaded torch stalls at every OpenMP
   barrier and our encoder, which runs many short parallel operations per chunk, suffers most: single threaded rows
   (and CPU second columns) are the reliable comparison on a busy machine.

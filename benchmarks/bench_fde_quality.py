@@ -10,23 +10,16 @@ Token vectors come from txtai_muvera's PyLate-exact encoder with ../shared/model
 
 import argparse
 import json
-import os
 import time
 
 import numpy as np
 import torch
 
-from safetensors.numpy import load_file, save_file
-
+from common import MODEL, SCIFACT, judgedvectors
 from results import write
-from txtai_muvera.core.encoder import LateEncoder
-from txtai_muvera.cli.evaluate import beir, measure
+from txtai_muvera.cli.metrics import rankedrun, trecmetrics
 from txtai_muvera.core.fde import FDE
-from txtai_muvera.core.maxsim import maxsim
-from txtai_muvera.core.ragged import pack
-
-# Shared data and model folder, beside the checkout by default
-SHARED = os.environ.get("SHARED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
+from txtai_muvera.core.maxsim import maxsim, rank
 
 # Configurations at 10,240 dimensions (20 x 2^5 x 16 unless named): the reference, each option alone, our defaults
 CONFIGS = [
@@ -40,57 +33,25 @@ CONFIGS = [
 ]
 
 
-def tokens(args, texts, queries):
-    """
-    Encodes documents and queries once, cached as safetensors.
-
-    Returns:
-        (flat documents, offsets, flat queries, offsets)
-    """
-
-    if os.path.exists(args.cache):
-        arrays = load_file(args.cache)
-        return arrays["documents"], arrays["doffsets"], arrays["queries"], arrays["qoffsets"]
-
-    encoder = LateEncoder(args.model, gpu=False)
-    documents, doffsets = pack(encoder.encode(texts, category="data", progress=True))
-    queries, qoffsets = pack(encoder.encode(queries, category="query"))
-
-    os.makedirs(os.path.dirname(args.cache), exist_ok=True)
-    save_file({"documents": documents, "doffsets": doffsets, "queries": queries, "qoffsets": qoffsets}, args.cache)
-    return documents, doffsets, queries, qoffsets
-
-
-def run(ids, qids, scores, depth=100):
-    """
-    Builds a pytrec_eval run from a score matrix: every query's top `depth` documents.
-    """
-
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
-    return {qid: {ids[j]: float(scores[i, j]) for j in top[i]} for i, qid in enumerate(qids)}
-
-
 def main():
     """
     Runs the benchmark.
     """
 
     parser = argparse.ArgumentParser(description="FDE quality on BEIR SciFact")
-    parser.add_argument("--model", default=os.path.join(SHARED, "models/minilm-colbert"))
-    parser.add_argument("--data", default=os.path.join(SHARED, "data/beir/scifact"))
+    parser.add_argument("--model", default=str(MODEL))
+    parser.add_argument("--data", default=str(SCIFACT))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7, 42, 43, 44, 45])
-    parser.add_argument("--cache", default="/tmp/txtai-muvera-bench/scifact-tokens.safetensors", help="token vectors cache")
+    parser.add_argument("--cache", default="/tmp/txtai-muvera-bench/scifact-txtai-muvera.safetensors", help="token vectors cache (and its .json ids)")
     parser.add_argument("--write", action="store_true", help="write the section of benchmarks/RESULTS.md")
     args = parser.parse_args()
 
-    ids, texts, queries, qrels = beir(args.data)
-    qids = list(queries)
-    documents, doffsets, qtokens, qoffsets = tokens(args, texts, list(queries.values()))
+    ids, documents, doffsets, qids, qtokens, qoffsets, qrels = judgedvectors(args.model, args.data, args.cache)
 
     # Exact MaxSim of every query and document, once
     start = time.perf_counter()
     exact = maxsim(qtokens, qoffsets, documents, doffsets).numpy()
-    ndcg = measure(qrels, run(ids, qids, exact))["ndcg@10"]
+    ndcg = trecmetrics(qrels, rankedrun(ids, qids, rank(exact, 100)))["ndcg@10"]
     print(f"exact MaxSim: nDCG@10 {ndcg:.4f} ({time.perf_counter() - start:.1f}s)")
 
     rows = []
@@ -99,13 +60,13 @@ def main():
         for seed in args.seeds:
             fde = FDE(documents.shape[1], seed=seed, **params)
             scores = fde(qtokens, qoffsets, "query") @ fde(documents, doffsets, "data").T
-            muvera = measure(qrels, run(ids, qids, scores))
+            muvera = trecmetrics(qrels, rankedrun(ids, qids, rank(scores, 100)))
 
             # Exact MaxSim of the top 100 FDE candidates, every other document out
             top = np.argsort(-scores, axis=1, kind="stable")[:, :100]
             reranked = np.full_like(exact, -np.inf)
             np.put_along_axis(reranked, top, np.take_along_axis(exact, top, axis=1), axis=1)
-            rerank = measure(qrels, run(ids, qids, reranked))
+            rerank = trecmetrics(qrels, rankedrun(ids, qids, rank(reranked, 100)))
 
             figures.append((muvera["ndcg@10"], muvera["recall@100"], rerank["ndcg@10"], seed))
 

@@ -16,7 +16,6 @@ Without --cache (or with a cache path that does not exist yet) the corpus is enc
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -24,74 +23,20 @@ import time
 import numpy as np
 import torch
 
-from safetensors.numpy import load_file, save_file
-
+from common import MODEL, SCIFACT, judgedvectors
 from txtai_muvera.ann import Muvera
 from txtai_muvera.array import LateArray
+from txtai_muvera.cli.beir import readbeir
+from txtai_muvera.cli.environment import cputime, folderbytes, loadaverage, percentiles
+from txtai_muvera.cli.lemurpeer import txtailemur
+from txtai_muvera.cli.metrics import trecmetrics
 from txtai_muvera.core.encoder import LateEncoder
-from txtai_muvera.cli.beir import readbeir as beir
-from txtai_muvera.cli.environment import loadaverage, percentiles
-from txtai_muvera.cli.metrics import trecmetrics as measure
 from txtai_muvera.core.fde import FDE
 from txtai_muvera.core.lemur import Lemur
 from txtai_muvera.core.maxsim import maxsim
-from txtai_muvera.core.ragged import pack
 
 # Candidates re-ranked, exact top k checked
 DEPTH, CUTOFF = 100, 10
-
-
-def cputime():
-    """
-    CPU seconds of this process and its threads.
-
-    Returns:
-        float
-    """
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def vectors(model, folder, cache):
-    """
-    Loads token vectors of every document and judged query, encoding and caching them when needed.
-
-    Args:
-        model: late-interaction model
-        folder: BEIR folder
-        cache: safetensors cache path or None
-
-    Returns:
-        (document ids, documents, doffsets, query ids, queries, qoffsets, qrels)
-    """
-
-    ids, texts, queries, qrels = beir(folder)
-    if cache and os.path.exists(cache):
-        tensors = load_file(cache)
-        with open(os.path.splitext(cache)[0] + ".json", encoding="utf-8") as f:
-            names = json.load(f)
-        if names["document_ids"] != ids:
-            raise ValueError(f"{cache} does not hold this corpus")
-
-        # Judged queries only, in qrels order
-        position = {uid: x for x, uid in enumerate(names["query_ids"])}
-        qflat, qoffsets = tensors["queries"], tensors["qoffsets"]
-        matrices = [qflat[qoffsets[position[uid]] : qoffsets[position[uid] + 1]] for uid in queries]
-        qtokens, qoffsets = pack(matrices)
-        return ids, tensors["documents"], tensors["doffsets"], list(queries), qtokens, qoffsets, qrels
-
-    encoder = LateEncoder(model, gpu=False)
-    dtokens, doffsets = pack(encoder.encode(texts, "data", progress=True))
-    qtokens, qoffsets = pack(encoder.encode(list(queries.values()), "query", progress=True))
-    if cache:
-        os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
-        # Only judged queries are cached here, in the same layout
-        save_file({"documents": dtokens, "doffsets": doffsets, "queries": qtokens, "qoffsets": qoffsets}, cache)
-        with open(os.path.splitext(cache)[0] + ".json", "w", encoding="utf-8") as f:
-            json.dump({"document_ids": ids, "query_ids": list(queries)}, f)
-
-    return ids, dtokens, doffsets, list(queries), qtokens, qoffsets, qrels
 
 
 def figures(name, qrows, drows, exact, ids, qids, qrels, seconds, extra=None):
@@ -127,8 +72,8 @@ def figures(name, qrows, drows, exact, ids, qids, qrels, seconds, extra=None):
         "encoding": name,
         "dimensions": int(drows.shape[1]),
         "found": float(found),
-        "rerank ndcg@10": measure(qrels, reranked)["ndcg@10"],
-        "candidates ndcg@10": measure(qrels, alone)["ndcg@10"],
+        "rerank ndcg@10": trecmetrics(qrels, reranked)["ndcg@10"],
+        "candidates ndcg@10": trecmetrics(qrels, alone)["ndcg@10"],
         "train cpu s": seconds,
         "candidate bytes/doc": int(drows.shape[1]) * 2,
     }
@@ -155,7 +100,7 @@ def indexed(encoding, drows, dtokens, doffsets, dtype="float16"):
     ann.index(LateArray(drows, tokens=dtokens, offsets=doffsets, encoding=encoding))
     with tempfile.TemporaryDirectory() as folder:
         ann.save(folder)
-        total = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(folder) for f in files)
+        total = folderbytes(folder)
 
     return ann, total / (len(doffsets) - 1)
 
@@ -193,7 +138,7 @@ def timed(backends, qtokens, qoffsets, qids, ids, qrels, runs):
     return [
         {
             **{k: v for k, v in zip(("latency p50 ms", "latency p95 ms"), (percentiles(l)["p50_ms"], percentiles(l)["p95_ms"]))},
-            "index ndcg@10": measure(judged, r)["ndcg@10"],
+            "index ndcg@10": trecmetrics(judged, r)["ndcg@10"],
         }
         for l, r in zip(latencies, results)
     ]
@@ -214,74 +159,39 @@ def learnqueries(lemur, model, folder):
 
     start, sample = cputime(), lemur.learnsample()
     if sample:
-        sample.add(text for text in beir(folder)[1] if text.strip())
+        sample.add(text for text in readbeir(folder)[1] if text.strip())
         lemur.learnqueries(sample.items, lambda queries: LateEncoder(model, gpu=False).encode(queries, "query"))
 
     return cputime() - start
 
 
-def txtai(dtokens, doffsets, qtokens, qoffsets, epochs, learn=None, **kwargs):
+def txtai(dtokens, doffsets, qtokens, qoffsets, epochs, learn=None, learnsubsetsize=None):
     """
-    Trains txtai 9.14's LEMUR like its LemurTrainer does (collection-centered tokens) and encodes both sides.
+    Trains txtai 9.14's LEMUR (cli.lemurpeer.txtailemur) on the flat token vectors.
 
     Args:
         dtokens, doffsets: document tokens
         qtokens, qoffsets: query tokens
         epochs: training epochs
         learn: flat learn query tokens (ours), None for txtai's default (the documents)
-        kwargs: more fit arguments
+        learnsubsetsize: learn tokens, None for txtai's default
 
     Returns:
         (query rows, document rows, CPU seconds, statistics)
     """
 
-    # pylint: disable=C0415
-    from txtai.pipeline.train.lemur import LemurTrainer
+    documents, queries = np.split(dtokens, doffsets[1:-1]), np.split(qtokens, qoffsets[1:-1])
+    qrows, drows, seconds, extra = txtailemur(documents, queries, [learn] if learn is not None else None, epochs, learnsubsetsize)
+    if "training_cpu_s_recommended" in extra:
+        extra["train cpu s at 100 epochs (extrapolated)"] = extra.pop("training_cpu_s_recommended")
 
-    def center(flat, mean):
-        rows = flat - mean
-        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-
-    mean = dtokens.mean(axis=0)
-    documents = [x for x in np.split(center(dtokens, mean), doffsets[1:-1])]
-    queries = [x for x in np.split(center(qtokens, mean), qoffsets[1:-1])]
-
-    # CPU time of its two phases: targets (single-token MaxSim of the learn tokens) and the training epochs
-    trainer, phases = LemurTrainer(), {}
-
-    def timed(name, method):
-        def run(*args, **kwargs):
-            start = cputime()
-            result = method(*args, **kwargs)
-            phases[name] = cputime() - start
-            return result
-
-        return run
-
-    trainer.createtrainingdata = timed("targets cpu s", trainer.createtrainingdata)
-    trainer.train = timed("epochs cpu s", trainer.train)
-
-    start = cputime()
-    wall = time.perf_counter()
-    learn = [center(x, mean) for x in np.split(learn, np.arange(32, len(learn), 32))] if learn is not None else None
-    lemur = trainer.fit(documents, epochs=epochs, centermean=mean, learn=learn, **kwargs)
-    seconds, wall = cputime() - start, time.perf_counter() - wall
-
-    # Recommended settings (100 epochs, 100,000 learn tokens): both phases scale linearly with the learn tokens, epochs
-    # with their number; the encoding of documents and the rest as measured
-    extra = {"train wall s": wall, "epochs": epochs, **phases, **kwargs}
-    if epochs:
-        scale = 100000 / kwargs.get("learnsubsetsize", 100000)
-        rest = seconds - phases["targets cpu s"] - phases["epochs cpu s"]
-        extra["train cpu s at 100 epochs (extrapolated)"] = rest + scale * (phases["targets cpu s"] + 100 * phases["epochs cpu s"] / epochs)
-
-    return lemur(queries, "query"), lemur(documents, "data"), seconds, extra
+    return qrows, drows, seconds, extra
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="../shared/models/minilm-colbert")
-    parser.add_argument("--folder", default="../shared/data/beir/scifact")
+    parser.add_argument("--model", default=str(MODEL))
+    parser.add_argument("--folder", default=str(SCIFACT))
     parser.add_argument("--cache", default=None, help="token vectors cache (safetensors), written when missing")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lemur", default="[{}]", help="JSON list of our lemur settings to measure")
@@ -298,7 +208,7 @@ def main():
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    ids, dtokens, doffsets, qids, qtokens, qoffsets, qrels = vectors(args.model, args.folder, args.cache)
+    ids, dtokens, doffsets, qids, qtokens, qoffsets, qrels = judgedvectors(args.model, args.folder, args.cache)
     dtokens, qtokens = dtokens.astype(np.float32), qtokens.astype(np.float32)
     print(f"{len(ids)} documents, {dtokens.shape[0]} tokens, {len(qids)} queries, load {loadaverage()}", flush=True)
 
@@ -355,8 +265,7 @@ def main():
 
     # txtai 9.14 LemurTrainer + Lemur, recommended settings except epochs (CPU time extrapolated to 100), our learn queries
     if args.txtai_epochs:
-        settings = {"learnsubsetsize": args.txtai_learn} if args.txtai_learn else {}
-        qrows, drows, seconds, extra = txtai(dtokens, doffsets, qtokens, qoffsets, args.txtai_epochs, learn, **settings)
+        qrows, drows, seconds, extra = txtai(dtokens, doffsets, qtokens, qoffsets, args.txtai_epochs, learn, args.txtai_learn)
         extra["load"] = loadaverage()
         name = f"txtai 9.14 LemurTrainer + Lemur, epochs={args.txtai_epochs}" + (f", learnsubsetsize={args.txtai_learn}" if args.txtai_learn else "")
         row = figures(name, qrows, drows, exact, ids, qids, qrels, seconds, extra)

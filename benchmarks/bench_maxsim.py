@@ -21,8 +21,9 @@ import time
 import numpy as np
 import torch
 
-from bench_fde import load, machine, measure, options, tokensets
+from common import timedrounds, tokensetoptions, tokensets
 from results import write
+from txtai_muvera.cli.environment import loadaverage, machinedescription
 from txtai_muvera.core.certified import Screen, screening, topk
 from txtai_muvera.core.maxsim import maxsim
 from txtai_muvera.core.ragged import pack
@@ -85,7 +86,7 @@ def mixedbread(score, queries, candidates, limit):
     return [np.argsort(-score(query, documents), kind="stable")[:limit].tolist() for query, documents in zip(queries, candidates)]
 
 
-def peak(dtype, size=2048):
+def matmulpeak(dtype, size=2048):
     """
     Measures this core's matrix product peak with a large torch matmul, in GFLOP/s.
 
@@ -194,7 +195,7 @@ def accelerator(args, documents, queries):
     print(f"{device}: ours and the padded einsum differ by at most {(found - reference).abs().max().item():.1e}")
 
     pairs = len(selected) * len(documents)
-    timings = measure({name: (function, pairs) for name, function in functions.items()}, args.rounds)
+    timings = timedrounds({name: (function, pairs) for name, function in functions.items()}, args.rounds)
     lines = ["| device | scorer | pairs | best pairs/s | median pairs/s |", "|---|---|---:|---:|---:|"]
     for name, (wall, _) in timings.items():
         lines.append(f"| {device} | {name} | {pairs:,} | {pairs / min(wall):,.0f} | {pairs / float(np.median(wall)):,.0f} |")
@@ -207,7 +208,7 @@ def main():
     """
 
     parser = argparse.ArgumentParser(description="MaxSim top k throughput")
-    options(parser, "corpus documents")
+    tokensetoptions(parser, "corpus documents")
     parser.add_argument("--rerank", type=int, default=100, help="rerank scenario: queries")
     parser.add_argument("--candidates", type=int, default=100, help="rerank scenario: candidates per query")
     parser.add_argument("--exhaustive", type=int, default=10, help="exhaustive scenario: queries scored against every document")
@@ -223,7 +224,7 @@ def main():
         os.environ.setdefault(name, str(max(threads)))
 
     documents, queries, description = tokensets(args)
-    loads = [load()]
+    loads = [loadaverage()]
     print(f"{len(documents)} documents, {len(queries)} queries: {description}")
 
     # Accelerator run only: exhaustive MaxSim on the device
@@ -236,7 +237,7 @@ def main():
                 f"""
 Exhaustive MaxSim, {min(args.accelerated, len(queries))} queries x {len(documents)} documents, query x document pairs per second
 (wall clock, synchronised), ours against a plain padded einsum + masked max + sum, {args.rounds} interleaved rounds.
-Token sets: {description}. Machine: {machine()}, {torch.cuda.get_device_name() if torch.cuda.is_available() else args.device}.
+Token sets: {description}. Machine: {machinedescription()}, {torch.cuda.get_device_name() if torch.cuda.is_available() else args.device}.
 
 {table}
 
@@ -307,7 +308,7 @@ Rerun: `.venv-peers/bin/python benchmarks/bench_maxsim.py --device {args.device}
     peaks = {}
     for threads in args.threads or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
-        peaks[threads] = (peak(torch.float32), peak(torch.bfloat16))
+        peaks[threads] = (matmulpeak(torch.float32), matmulpeak(torch.bfloat16))
         print(f"{threads} thread(s): float32 peak {peaks[threads][0]:.1f} GFLOP/s, bfloat16 peak {peaks[threads][1]:.1f} GFLOP/s")
 
     certified, exact = "txtai-muvera certified top k", "txtai-muvera float32 maxsim"
@@ -351,7 +352,7 @@ Rerun: `.venv-peers/bin/python benchmarks/bench_maxsim.py --device {args.device}
             print(f"{label}: certified scores differ from float32 MaxSim by at most {difference:.1e}")
 
             counts.clear()
-            timings = measure({name: (function, pairs) for name, function in functions.items()}, args.rounds)
+            timings = timedrounds({name: (function, pairs) for name, function in functions.items()}, args.rounds)
             fraction = counts["rescored"] / counts["pairs"]
             notes.append(
                 f"{label}, {threads} thread(s): certified re-scores {fraction:.1%} of candidates in float32, "
@@ -377,7 +378,7 @@ Rerun: `.venv-peers/bin/python benchmarks/bench_maxsim.py --device {args.device}
     print(table)
     print("\n".join(notes))
 
-    loads.append(load())
+    loads.append(loadaverage())
     print(f"load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end")
     if args.write:
         peaktext = "; ".join(f"{t} thread(s): float32 {f:.1f}, bfloat16 {b:.1f} GFLOP/s" for t, (f, b) in peaks.items())
@@ -408,7 +409,7 @@ the certified top k's throughput by each row's at the same thread count: above 1
   timing). Ours averages over query tokens (txtai's convention, reduce="sum" for PyLate's costs the same).
 - Rerank: each query scores its own {args.candidates} random candidates (one call per query). Exhaustive: one call
   scores all {args.exhaustive} queries against the corpus.
-- Machine: {machine()}. Load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end: other work shares the
+- Machine: {machinedescription()}. Load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end: other work shares the
   cores, so compare rows of one run. With more runnable threads than cores, multi-threaded torch stalls at every OpenMP
   barrier; single threaded rows (and CPU second columns) are the reliable comparison on a busy machine.
 - Rerun: `bash benchmarks/setup-peers.sh` once, then

@@ -6,8 +6,6 @@ on the same model and corpus, in one run. Reports per-query latency for 100 re-r
 """
 
 import argparse
-import json
-import os
 import statistics
 import time
 
@@ -18,22 +16,13 @@ import numpy as np
 from txtai import Embeddings
 from txtai.pipeline import Reranker as TxtaiReranker, Similarity as TxtaiSimilarity
 
+from common import MODEL, SCIFACT
 from results import write
 from txtai_muvera import Reranker, Similarity
+from txtai_muvera.cli.beir import readbeir
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 HEADING = "## Reranker latency"
-
-
-def load(folder, documents, queries):
-    """
-    Loads a BEIR corpus and test queries.
-    """
-
-    corpus = [json.loads(line) for line in open(os.path.join(folder, "corpus.jsonl"), encoding="utf-8")][:documents]
-    qrels = {line.split("\t")[0] for line in open(os.path.join(folder, "qrels", "test.tsv"), encoding="utf-8").read().splitlines()[1:]}
-    texts = [json.loads(line) for line in open(os.path.join(folder, "queries.jsonl"), encoding="utf-8")]
-    return [(doc["_id"], f"{doc['title']} {doc['text']}", None) for doc in corpus], [q["text"] for q in texts if q["_id"] in qrels][:queries]
 
 
 def timed(reranker, queries, limit, factor):
@@ -52,14 +41,16 @@ def timed(reranker, queries, limit, factor):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="../shared/models/minilm-colbert")
-    parser.add_argument("--data", default="../shared/data/beir/scifact")
+    parser.add_argument("--model", default=str(MODEL))
+    parser.add_argument("--data", default=str(SCIFACT))
     parser.add_argument("--documents", type=int, default=None, help="corpus size, defaults to all")
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--write", action="store_true", help=f"write the results under '{HEADING}' in {RESULTS}")
     args = parser.parse_args()
 
-    documents, queries = load(args.data, args.documents, args.queries)
+    # Documents and the first judged test queries
+    ids, texts, queries, _ = readbeir(args.data, "test", args.queries)
+    documents, queries = [(uid, text, None) for uid, text in zip(ids, texts)][: args.documents], list(queries.values())
     limit, factor = 10, 10
 
     # Ours: Embeddings with stored token vectors + Reranker reusing them

@@ -19,12 +19,13 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
 import torch
+
+from common import runphase
+from txtai_muvera.cli.environment import folderbytes, processmemory
 
 # Token vector width, token counts per document and per query
 DIMENSION, SHORTEST, LONGEST, QUERYTOKENS = 128, 16, 48, 32
@@ -37,40 +38,7 @@ ENCODING = {"repetitions": 4, "hashes": 4, "projection": 16}
 CHUNK, BLOCK = 50000, 1000
 
 
-def memory():
-    """
-    Reads this process's memory counters.
-
-    Returns:
-        dict with peak RSS, current RSS and its anonymous and file-backed parts, in MiB
-    """
-
-    values = {}
-    with open("/proc/self/status", encoding="utf-8") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
-                values[key] = int(value.split()[0]) / 1024
-
-    names = {"peak_rss_mib": "VmHWM", "rss_mib": "VmRSS", "anon_mib": "RssAnon", "file_mib": "RssFile"}
-    return {name: round(values[key], 1) for name, key in names.items()}
-
-
-def disk(path):
-    """
-    Counts the bytes of every file under a folder.
-
-    Args:
-        path: folder
-
-    Returns:
-        total bytes
-    """
-
-    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
-
-
-def config(search="exact", candidates=100):
+def annconfig(search="exact", candidates=100):
     """
     Builds a Muvera ANN config.
 
@@ -85,7 +53,7 @@ def config(search="exact", candidates=100):
     return {"backend": "txtai_muvera.Muvera", "muvera": {**ENCODING, "dtype": "float16", "candidates": candidates, "search": search}}
 
 
-def encoder():
+def fdeencoder():
     """
     Creates the FDE encoder used for documents and queries.
 
@@ -98,7 +66,7 @@ def encoder():
     return plugins.lookup("encodings", "muvera")(dimension=DIMENSION, **ENCODING)
 
 
-def documents(chunk, blocks=None):
+def randomdocuments(chunk, blocks=None):
     """
     Generates one chunk of synthetic documents, the same for every run. Each block of BLOCK documents has its own seed,
     so a prefix of a chunk is generated without the rest.
@@ -122,7 +90,7 @@ def documents(chunk, blocks=None):
     return np.concatenate(flats), offsets
 
 
-def queries(count):
+def randomqueries(count):
     """
     Generates query token matrices: noisy copies of token vectors of indexed documents 0, 29, 58, ... so that each
     query has one source document that matches it best.
@@ -134,7 +102,7 @@ def queries(count):
         (list of float32 (QUERYTOKENS x DIMENSION) matrices, list of source document ids)
     """
 
-    flat, offsets = documents(0, blocks=1)
+    flat, offsets = randomdocuments(0, blocks=1)
     generator = np.random.default_rng(1234)
     results, sources = [], []
     for x in range(count):
@@ -148,7 +116,7 @@ def queries(count):
     return results, sources
 
 
-def build(size, folder, flush):
+def buildphase(size, folder, flush):
     """
     Builds an exact FDE search index of size documents.
 
@@ -164,14 +132,14 @@ def build(size, folder, flush):
     from txtai_muvera.ann import Muvera
     from txtai_muvera.array import LateArray
 
-    fde = encoder()
+    fde = fdeencoder()
     ann, timings = None, {"generate_s": 0.0, "encode_s": 0.0, "append_s": 0.0, "save_s": 0.0}
     start, unsaved = time.time(), 0
     for chunk in range(math.ceil(size / CHUNK)):
         # Synthetic token vectors
         tick = time.time()
         count = min(CHUNK, size - chunk * CHUNK)
-        flat, offsets = documents(chunk, blocks=math.ceil(count / BLOCK))
+        flat, offsets = randomdocuments(chunk, blocks=math.ceil(count / BLOCK))
         flat, offsets = flat[: offsets[count]], offsets[: count + 1]
         timings["generate_s"] += time.time() - tick
 
@@ -184,7 +152,7 @@ def build(size, folder, flush):
         tick = time.time()
         batch = LateArray(rows, tokens=flat, offsets=offsets, fingerprint="synthetic-dim128", encoding=fde.config())
         if ann is None:
-            ann = Muvera(config())
+            ann = Muvera(annconfig())
             ann.index(batch)
         else:
             ann.append(batch)
@@ -196,16 +164,16 @@ def build(size, folder, flush):
             tick = time.time()
             ann.save(folder)
             ann.close()
-            ann = Muvera(config())
+            ann = Muvera(annconfig())
             ann.load(folder)
             timings["save_s"] += time.time() - tick
             unsaved = 0
 
     timings = {k: round(v, 1) for k, v in timings.items()}
-    return {"phase": "build", "size": size, "index_s": round(time.time() - start, 1), **timings, "disk_bytes": disk(folder), **memory()}
+    return {"phase": "build", "size": size, "index_s": round(time.time() - start, 1), **timings, "disk_bytes": folderbytes(folder), **processmemory()}
 
 
-def delegate(size, source, folder):
+def delegatephase(size, source, folder):
     """
     Builds a delegated faiss IVF FDE search index from the FDE rows and token store of an exact index.
 
@@ -221,12 +189,12 @@ def delegate(size, source, folder):
     from txtai_muvera.ann import Muvera
     from txtai_muvera.array import LateArray
 
-    exact = Muvera(config())
+    exact = Muvera(annconfig())
     exact.load(source)
 
     # IVF with sqrt(N) cells, trained on about 40 rows per cell, probing 1/16 of the cells
-    search = ivf(size)
-    ann = Muvera(config(search))
+    search = ivfsearch(size)
+    ann = Muvera(annconfig(search))
 
     tick = time.time()
     ann.index(LateArray(exact.fdes, store=exact.store, fingerprint=exact.fingerprint, encoding=exact.encoding))
@@ -236,11 +204,11 @@ def delegate(size, source, folder):
     ann.save(folder)
     saved = time.time() - tick
 
-    metrics = {"phase": "delegate", "size": size, "index_s": round(elapsed, 1), "save_s": round(saved, 1), "disk_bytes": disk(folder)}
-    return {**metrics, "search": search, **memory()}
+    metrics = {"phase": "delegate", "size": size, "index_s": round(elapsed, 1), "save_s": round(saved, 1), "disk_bytes": folderbytes(folder)}
+    return {**metrics, "search": search, **processmemory()}
 
 
-def ivf(size):
+def ivfsearch(size):
     """
     Builds the faiss IVF delegate settings for a collection size.
 
@@ -256,7 +224,7 @@ def ivf(size):
     return {"backend": "faiss", "faiss": settings}
 
 
-def query(size, folder, search, count, reference=None):
+def searchphase(size, folder, search, count, reference=None):
     """
     Loads an index memory mapped and times single-query searches (top 10 of 100 MaxSim re-ranked candidates).
 
@@ -275,15 +243,15 @@ def query(size, folder, search, count, reference=None):
     from txtai_muvera.array import LateArray
     from txtai_muvera.core.ragged import pack
 
-    fde = encoder()
-    ann = Muvera(config(search))
+    fde = fdeencoder()
+    ann = Muvera(annconfig(search))
 
     tick = time.time()
     ann.load(folder)
-    loaded = {"load_s": round(time.time() - tick, 2), **{f"loaded_{k}": v for k, v in memory().items() if k != "peak_rss_mib"}}
+    loaded = {"load_s": round(time.time() - tick, 2), **{f"loaded_{k}": v for k, v in processmemory().items() if k != "peak_rss_mib"}}
 
     # Encoded queries, two warm-up searches
-    encoded, (matrices, sources) = [], queries(count + 2)
+    encoded, (matrices, sources) = [], randomqueries(count + 2)
     for matrix in matrices:
         tokens, offsets = pack([matrix])
         encoded.append(LateArray(fde(tokens, offsets, "query"), tokens=tokens, offsets=offsets, fingerprint=ann.fingerprint, encoding=ann.encoding))
@@ -318,10 +286,10 @@ def query(size, folder, search, count, reference=None):
             exact = json.load(source)
         metrics["recall_at_10"] = round(float(np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(results, exact)])), 3)
 
-    return {**metrics, **memory()}
+    return {**metrics, **processmemory()}
 
 
-def phase(arguments):
+def phaseinprocess(arguments):
     """
     Runs one phase in this process and prints its metrics as JSON.
 
@@ -334,13 +302,13 @@ def phase(arguments):
     reference = os.path.join(folder, str(size), "exact.json")
 
     if arguments.phase == "build":
-        result = build(size, exact, arguments.flush)
+        result = buildphase(size, exact, arguments.flush)
     elif arguments.phase == "delegate":
-        result = delegate(size, exact, delegated)
+        result = delegatephase(size, exact, delegated)
     elif arguments.phase == "query-exact":
-        result = query(size, exact, "exact", arguments.queries, reference)
+        result = searchphase(size, exact, "exact", arguments.queries, reference)
     else:
-        result = query(size, delegated, ivf(size), arguments.queries, reference)
+        result = searchphase(size, delegated, ivfsearch(size), arguments.queries, reference)
 
     print(json.dumps(result), flush=True)
 
@@ -361,12 +329,8 @@ def main(arguments):
     for size in arguments.sizes:
         shutil.rmtree(os.path.join(arguments.folder, str(size)), ignore_errors=True)
         for name in ("build", "query-exact", "delegate", "query-ivf"):
-            command = [sys.executable, __file__, "--phase", name, "--size", str(size), "--folder", arguments.folder]
-            command += ["--flush", str(arguments.flush), "--queries", str(arguments.queries)]
-            process = subprocess.run(command, check=False, capture_output=True, text=True)
-            if process.returncode:
-                raise RuntimeError(f"phase {name} of {size} failed:\n{process.stderr[-5000:]}")
-            result = json.loads(process.stdout.strip().splitlines()[-1])
+            options = ["--phase", name, "--size", str(size), "--folder", arguments.folder]
+            result = runphase(__file__, options + ["--flush", str(arguments.flush), "--queries", str(arguments.queries)])
             print(json.dumps(result), flush=True)
             results.append(result)
 
@@ -379,7 +343,7 @@ def main(arguments):
             shutil.rmtree(os.path.join(arguments.folder, str(size)), ignore_errors=True)
 
 
-def markdown(path):
+def markdowntables(path):
     """
     Prints the metrics of a JSON output file as markdown tables, with the growth exponent of each cost between sizes
     (cost ~ N^k: k = 1 is linear).
@@ -451,8 +415,8 @@ if __name__ == "__main__":
 
     args = parser.parse_args()
     if args.markdown:
-        markdown(args.output)
+        markdowntables(args.output)
     elif args.phase:
-        phase(args)
+        phaseinprocess(args)
     else:
         main(args)

@@ -30,13 +30,12 @@ import shutil
 import sys
 import time
 
-from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from common import MODEL, SCIFACT, judgedvectors
+from txtai_muvera.cli.environment import folderbytes
 
 # Candidates re-ranked with exact MaxSim, results kept
 CANDIDATES, TOP = 100, 10
@@ -56,7 +55,7 @@ SWEEPS = {
 
 def vectors(args):
     """
-    Reads (or encodes and writes) the SciFact token vectors.
+    Reads (or encodes and writes) the SciFact token vectors of every document and test query.
 
     Args:
         args: command line arguments
@@ -65,44 +64,8 @@ def vectors(args):
         dict with documents, doffsets, queries, qoffsets and query ids
     """
 
-    from safetensors.numpy import load_file, save_file
-
-    from txtai_muvera.cli.beir import readbeir
-
-    _, texts, queries, _ = readbeir(args.data, "test")
-    names = Path(args.cache).with_suffix(".json") if args.cache else None
-
-    if not (args.cache and os.path.exists(args.cache)):
-        # Encode the corpus and every test query once
-        from txtai_muvera.core.encoder import LateEncoder
-        from txtai_muvera.core.ragged import pack
-
-        encoder = LateEncoder(args.model, gpu=False, batchsize=32)
-        documents, doffsets = pack(encoder.encode(texts, "data", progress=True))
-        qflat, qoffsets = pack(encoder.encode(list(queries.values()), "query", progress=True))
-        arrays = {"documents": documents, "doffsets": doffsets, "queries": qflat, "qoffsets": qoffsets}
-        if args.cache:
-            save_file(arrays, args.cache)
-            with open(names, "w", encoding="utf-8") as f:
-                json.dump({"query_ids": list(queries), "fingerprint": encoder.fingerprint}, f)
-        return {**arrays, "query_ids": list(queries)}
-
-    arrays = load_file(args.cache)
-    with open(names, encoding="utf-8") as f:
-        ids = json.load(f)["query_ids"]
-
-    # The cache may hold every query: keep the test split's, in its order
-    position = {uid: x for x, uid in enumerate(ids)}
-    keep = [position[uid] for uid in queries if uid in position]
-    qoffsets = arrays["qoffsets"]
-    rows = [arrays["queries"][qoffsets[x] : qoffsets[x + 1]] for x in keep]
-    return {
-        "documents": arrays["documents"],
-        "doffsets": arrays["doffsets"],
-        "queries": np.concatenate(rows),
-        "qoffsets": np.concatenate(([0], np.cumsum([len(r) for r in rows]))).astype(np.int64),
-        "query_ids": [ids[x] for x in keep],
-    }
+    _, documents, doffsets, qids, queries, qoffsets, _ = judgedvectors(args.model, args.data, args.cache)
+    return {"documents": documents, "doffsets": doffsets, "queries": queries, "qoffsets": qoffsets, "query_ids": qids}
 
 
 def collection(data, size, folder, seed=0):
@@ -295,7 +258,7 @@ def candidatebytes(ann, folder):
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
     ann.delegate.save(os.path.join(path, "fde"))
-    size = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+    size = folderbytes(path)
     shutil.rmtree(path)
     return size
 
@@ -441,8 +404,8 @@ def main():
     """
 
     parser = argparse.ArgumentParser(description="Candidate search on real token vectors at scale")
-    parser.add_argument("--model", default=str(SHARED / "models" / "minilm-colbert"), help="late-interaction model (encoding without --cache file)")
-    parser.add_argument("--data", default=str(SHARED / "data" / "beir" / "scifact"), help="BEIR SciFact folder")
+    parser.add_argument("--model", default=str(MODEL), help="late-interaction model (encoding without --cache file)")
+    parser.add_argument("--data", default=str(SCIFACT), help="BEIR SciFact folder")
     parser.add_argument("--cache", help="safetensors file of encoded vectors, written when missing")
     parser.add_argument("--documents", type=int, default=0, help="collection size, 0 for SciFact alone")
     parser.add_argument("--queries", type=int, default=300, help="test queries")

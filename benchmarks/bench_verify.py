@@ -31,7 +31,7 @@ from results import write  # noqa: E402
 SECTION = "Index verification cost"
 
 
-def run(size, folder, rounds, count):
+def verificationcosts(size, folder, rounds, count):
     """
     Builds (once) and measures an index.
 
@@ -50,15 +50,15 @@ def run(size, folder, rounds, count):
     from txtai_muvera.core.ragged import pack
 
     if not os.path.exists(os.path.join(folder, "muvera.json")):
-        print(json.dumps(bench_scale.build(size, folder, size)), flush=True)
+        print(json.dumps(bench_scale.buildphase(size, folder, size)), flush=True)
 
-    fde = bench_scale.encoder()
-    matrices, _ = bench_scale.queries(count + 1)
+    fde = bench_scale.fdeencoder()
+    matrices, _ = bench_scale.randomqueries(count + 1)
 
     figures = {policy: {"load_ms": [], "first_ms": [], "search_ms": [], "verify_ms": []} for policy in ["off", "lazy", "load"]}
     for _ in range(rounds):
         for policy, values in figures.items():
-            config = bench_scale.config()
+            config = bench_scale.annconfig()
             config["muvera"]["verify"] = policy
             ann = Muvera(config)
 
@@ -95,7 +95,7 @@ def run(size, folder, rounds, count):
     }
 
 
-def render(metrics):
+def markdownsection(metrics):
     """
     Renders the RESULTS.md section.
 
@@ -152,16 +152,16 @@ def main():
 
     if args.render:
         with open(args.render, encoding="utf-8") as handle:
-            write(SECTION, render(json.load(handle)))
+            write(SECTION, markdownsection(json.load(handle)))
         return
 
-    metrics = run(args.size, args.folder, args.rounds, args.queries)
+    metrics = verificationcosts(args.size, args.folder, args.rounds, args.queries)
     print(json.dumps(metrics, indent=2))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump(metrics, handle, indent=2)
     if args.write:
-        write(SECTION, render(metrics))
+        write(SECTION, markdownsection(metrics))
 
 
 if __name__ == "__main__":

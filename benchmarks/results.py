@@ -58,7 +58,7 @@ def scifact(path):
         markdown string
     """
 
-    from txtai_muvera.cli.evaluate import table
+    from txtai_muvera.cli.report import evaluationtable
 
     with open(path, encoding="utf-8") as f:
         results = json.load(f)
@@ -82,7 +82,7 @@ def scifact(path):
         "Regenerate: `bash benchmarks/evaluate.sh` (runs `txtai-muvera evaluate ../shared/models/minilm-colbert "
         "../shared/data/beir/scifact --compare txtai`, writes benchmarks/scifact.json, the plot and this section).",
         "",
-        table(results),
+        evaluationtable(results),
         "",
         "| Target | Measured | Target | Met |",
         "|---|---|---|---|",
@@ -123,7 +123,7 @@ def tuning(path, evaluation=None):
         markdown string
     """
 
-    from txtai_muvera.cli.tune import table
+    from txtai_muvera.cli.report import tuningtable
 
     with open(path, encoding="utf-8") as f:
         results = json.load(f)
@@ -140,7 +140,11 @@ def tuning(path, evaluation=None):
         "benchmarks/scifact-tuned.json`.",
         "",
         # The recommended block fenced as YAML
-        table(results).replace(results["recommended"]["yaml"], f"```yaml\n{results['recommended']['yaml']}\n```") if block else table(results),
+        (
+            tuningtable(results).replace(results["recommended"]["yaml"], f"```yaml\n{results['recommended']['yaml']}\n```")
+            if block
+            else tuningtable(results)
+        ),
     ]
 
     # The recommended block through evaluate: its re-rank mode recovers the same share of the exact top 10

@@ -19,7 +19,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable=C0413
-from bench_lemur import cputime, figures, vectors
+from bench_lemur import figures
+from common import MODEL, SCIFACT, judgedvectors
+from txtai_muvera.cli.environment import cputime
 from txtai_muvera.core.lemurfit import fit
 from txtai_muvera.core.maxsim import chunks, segmax
 
@@ -31,8 +33,8 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("settings", help="JSON fit settings")
-    parser.add_argument("--model", default="../shared/models/minilm-colbert")
-    parser.add_argument("--folder", default="../shared/data/beir/scifact")
+    parser.add_argument("--model", default=str(MODEL))
+    parser.add_argument("--folder", default=str(SCIFACT))
     parser.add_argument("--cache", default=None)
     parser.add_argument("--exact", required=True, help="exact MaxSim scores (.npy) from bench_lemur.py --exact")
     parser.add_argument("--sizes", default="8192", help="comma-separated stored-sample sizes, at most the settings' sample")
@@ -41,7 +43,7 @@ def main():
 
     torch.set_num_threads(1)
     settings = json.loads(args.settings)
-    ids, dtokens, doffsets, qids, qtokens, qoffsets, qrels = vectors(args.model, args.folder, args.cache)
+    ids, dtokens, doffsets, qids, qtokens, qoffsets, qrels = judgedvectors(args.model, args.folder, args.cache)
     dtokens, qtokens = dtokens.astype(np.float32), qtokens.astype(np.float32)
     exact = torch.from_numpy(np.load(args.exact))
 

@@ -110,6 +110,20 @@ def processmemory():
     return {name: round(values[key], 1) if key in values else None for name, key in names.items()}
 
 
+def folderbytes(path):
+    """
+    Counts the bytes of every file under a folder.
+
+    Args:
+        path: folder
+
+    Returns:
+        total bytes
+    """
+
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+
+
 def percentiles(latencies):
     """
     Summarises query latencies.

@@ -7,8 +7,6 @@ import sys
 import tempfile
 import time
 
-from pathlib import Path
-
 import torch
 
 from tqdm.auto import tqdm
@@ -16,12 +14,12 @@ from tqdm.auto import tqdm
 from .. import plugins
 from ..core.encoder import LateEncoder
 from ..core.ragged import pack
-from ..errors import configuration
-from ..settings import indexconfig, resolve
+from ..settings import indexconfig, readsettings
 from .beir import readbeir
 from .compare import TxtaiPeer, txtairatios
+from .encoders import registeredencoder
+from .environment import environment, folderbytes, loadaverage, percentiles
 from .lemurpeer import candidaterows, txtailemur
-from .environment import environment, loadaverage, percentiles
 from .metrics import CUTOFF, DEPTH, agreement, pytreceval, rankedrun, trecmetrics
 from .ranking import exactranking
 from .report import MODES
@@ -88,7 +86,7 @@ class Evaluate:
         # Metrics library and index settings, checked before anything is loaded
         pytreceval()
         self.block = dict(muvera or {})
-        self.settings, self.params = resolve(self.block)
+        self.settings, self.params = readsettings(self.block)
 
         self.model, self.folder, self.split = str(model), str(folder), split
         self.batchsize, self.gpu, self.compare, self.comparequeries = batchsize, gpu, compare, comparequeries
@@ -133,8 +131,7 @@ class Evaluate:
 
         with tempfile.TemporaryDirectory(prefix="txtai-muvera-evaluate-") as directory:
             # Encode the corpus and the queries once; a model that cannot load is a ConfigurationError
-            with configuration():
-                encoder = plugins.lookup("encoders", self.settings["encoder"])(self.model, gpu=self.gpu, batchsize=self.batchsize)
+            encoder = registeredencoder(self.model, self.settings["encoder"], self.gpu, self.batchsize)
             start = time.perf_counter()
             matrices = encoder.encode(self.texts, category="data", progress=self.progress)
             encoding = time.perf_counter() - start
@@ -448,9 +445,6 @@ def storedbytes(path, count):
         dict with token store, FDE and total bytes per document
     """
 
-    def total(folder):
-        return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
-
-    tokens = total(os.path.join(path, "embeddings", "tokens"))
-    fdes = total(os.path.join(path, "embeddings")) - tokens
+    tokens = folderbytes(os.path.join(path, "embeddings", "tokens"))
+    fdes = folderbytes(os.path.join(path, "embeddings")) - tokens
     return {"tokens": tokens / count, "fde": fdes / count, "total": (tokens + fdes) / count}

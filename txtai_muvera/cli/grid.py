@@ -156,11 +156,11 @@ def recommendation(point, dtype=None, **settings):
     return {**block, **{key: value for key, value in settings.items() if value is not None}}
 
 
-def yaml(block):
+def yamlblock(block):
     """
     Formats a muvera: config block as YAML, ready to paste into a txtai configuration.
 
-    >>> print(yaml({"candidates": 50, "hashes": 4}))
+    >>> print(yamlblock({"candidates": 50, "hashes": 4}))
     muvera:
       candidates: 50
       hashes: 4

@@ -116,20 +116,27 @@ def tune(args):
     from .report import tuningtable
     from .tune import Tune
 
-    def values(text, cast=int):
+    def commalist(text, cast=int):
         return [None if value.strip().lower() in ("none", "") else cast(value) for value in text.split(",")]
 
-    def boolean(value):
+    def fillflag(value):
         if value.strip().lower() not in ("true", "false"):
             raise SystemExit(f"--fill takes true and/or false, got {value!r}")
         return value.strip().lower() == "true"
 
-    fills = values(args.fill, boolean)
+    fills = commalist(args.fill, fillflag)
     learned = json.loads(args.learned) if args.learned else []
     if not isinstance(learned, list) or not all(isinstance(x, dict) and "encoding" in x for x in learned):
         raise SystemExit('--learned takes a JSON list of settings with an encoding key, e.g. \'[{"encoding": "lemur"}]\'')
     grid = configurations(
-        values(args.repetitions), values(args.hashes), values(args.projection), values(args.final), fills, args.baseline, learned, args.encoding
+        commalist(args.repetitions),
+        commalist(args.hashes),
+        commalist(args.projection),
+        commalist(args.final),
+        fills,
+        args.baseline,
+        learned,
+        args.encoding,
     )
     with configuration():
         tuning = Tune(
@@ -141,7 +148,7 @@ def tune(args):
             sample=args.sample,
             seed=args.seed,
             grid=grid,
-            depths=values(args.depths),
+            depths=commalist(args.depths),
             target=args.target,
             objective=args.objective,
             dtype=args.dtype,
@@ -179,10 +186,10 @@ def fit(args):
 
     import torch
 
-    from .. import plugins as manager
     from ..core.lemur import Lemur
     from ..core.ragged import pack
     from .beir import readcorpus
+    from .encoders import registeredencoder
 
     block = json.loads(args.lemur) if args.lemur else {}
     if not isinstance(block, dict):
@@ -190,7 +197,7 @@ def fit(args):
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     _, texts = readcorpus(args.corpus)
-    encoder = manager.lookup("encoders", "colbert")(args.model, gpu=not args.cpu, batchsize=args.batchsize)
+    encoder = registeredencoder(args.model, gpu=not args.cpu, batchsize=args.batchsize)
     tokens, offsets = pack(encoder.encode(texts, "data", progress=not args.no_progress))
 
     # Learn queries from spans of a sample of the texts, as an index trains

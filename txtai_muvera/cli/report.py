@@ -25,7 +25,7 @@ def evaluationtable(results):
     candidates, fde = settings["candidates"], settings.get("fde", {})
     lines = [
         f"Dataset: {dataset['path']} ({dataset['split']}), {dataset['documents']:,} documents, {dataset['queries']:,} queries"
-        f"{sampled(dataset.get('sample'))}. Model: {results['model']}.",
+        f"{samplenote(dataset.get('sample'))}. Model: {results['model']}.",
         f"FDE: {fde.get('repetitions')} repetitions x 2^{fde.get('hashes')} partitions x {fde.get('projection') or 'identity'} "
         f"{fde.get('projector')} projection"
         f"{' -> ' + str(fde['final']) if fde.get('final') else ''} = {fde.get('dimensions', 0):,} dimensions, normalize {fde.get('normalize')}, "
@@ -127,7 +127,7 @@ def learnedrows(results):
     return lines
 
 
-def sampled(sample):
+def samplenote(sample):
     """
     Describes a corpus sample for the table.
 

@@ -11,11 +11,11 @@ from tqdm.auto import tqdm
 
 from .. import plugins
 from ..core.ragged import pack
-from ..errors import configuration
 from ..core.scan import ENCODINGDTYPES
 from ..settings import DEFAULTS, DTYPES, indexconfig
+from .encoders import registeredencoder
 from .environment import environment
-from .grid import OBJECTIVES, configurations, frontier, recommend, recommendation, yaml
+from .grid import OBJECTIVES, configurations, frontier, recommend, recommendation, yamlblock
 from .ranking import exactranking
 from .sampling import tuningset
 
@@ -141,9 +141,7 @@ class Tune:
             (document token matrices, query token matrices)
         """
 
-        # A model that cannot load is a ConfigurationError: the command line prints it as one line
-        with configuration():
-            encoder = plugins.lookup("encoders", self.encoder)(self.model, gpu=self.gpu, batchsize=self.batchsize)
+        encoder = registeredencoder(self.model, self.encoder, self.gpu, self.batchsize)
         matrices = encoder.encode(self.texts, category="data", progress=self.progress)
         qmatrices = encoder.encode(self.queries, category="query", progress=self.progress)
 
@@ -203,7 +201,7 @@ class Tune:
                 training = time.perf_counter() - start
 
             start = time.perf_counter()
-            positions = ranks(encoding, queries, qoffsets, documents, doffsets, top)
+            positions = fderanks(encoding, queries, qoffsets, documents, doffsets, top)
             elapsed = time.perf_counter() - start
 
             rows.append(
@@ -213,7 +211,7 @@ class Tune:
                     "bytes": encoding.dimensions * itemsize,
                     "seconds": elapsed,
                     "training": training,
-                    "recall": {depth: recall(positions, depth) for depth in depths},
+                    "recall": {depth: candidaterecall(positions, depth) for depth in depths},
                 }
             )
             if training:
@@ -252,7 +250,7 @@ class Tune:
             # The configured encoder goes in the block, so that the verified index and the pasted block use it
             encoder = self.encoder if self.encoder != DEFAULTS["encoder"] else None
             block = recommendation(best, self.dtype, encoder=encoder, encodingdtype=self.encodingdtype)
-            results["recommended"] = {**best, "block": block, "yaml": yaml(block)}
+            results["recommended"] = {**best, "block": block, "yaml": yamlblock(block)}
 
             # Real txtai index with the recommended block
             if verify:
@@ -299,7 +297,7 @@ class Tune:
         return {"block": block, "recall": sum(found) / top.numel(), "queries": len(results), "seconds": seconds}
 
 
-def ranks(encoding, queries, qoffsets, documents, doffsets, top):
+def fderanks(encoding, queries, qoffsets, documents, doffsets, top):
     """
     Ranks every document by FDE inner product and finds the rank of each exact top document: the number of documents
     ordered before it (higher FDE score, or the same score and a lower position).
@@ -338,11 +336,11 @@ def ranks(encoding, queries, qoffsets, documents, doffsets, top):
     return results
 
 
-def recall(positions, depth):
+def candidaterecall(positions, depth):
     """
     Computes recall@k of the top `depth` candidates: the fraction of exact top documents ranked within depth.
 
-    >>> recall(torch.tensor([[0, 3], [12, 1]]), 4)
+    >>> candidaterecall(torch.tensor([[0, 3], [12, 1]]), 4)
     0.75
 
     Args:
