@@ -339,9 +339,9 @@ def test_recovery(tmp_path, monkeypatch):
         store = TokenStore.load(path)
         assert len(store) == expected and np.array_equal(store.get(0), matrices(9, [2])[0])
 
-    # Crash while writing: partial temp folder next to the intact store
-    os.makedirs(f"{path}.tmp")
-    with open(f"{path}.tmp/tokens.npy", "wb") as output:
+    # Crash while writing: partial staging folder next to the intact store
+    os.makedirs(tmp_path / ".store.crashed.new")
+    with open(tmp_path / ".store.crashed.new" / "tokens.npy", "wb") as output:
         output.write(b"partial")
     check(2)
 
@@ -372,7 +372,7 @@ def test_recovery(tmp_path, monkeypatch):
     rename = os.rename
 
     def crash(source, target):
-        if str(source).endswith(".tmp"):
+        if str(source).endswith(".new"):
             raise OSError("power cut")
         rename(source, target)
 

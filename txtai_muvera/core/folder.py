@@ -2,30 +2,36 @@
 Folder module
 """
 
+import glob
 import os
 import shutil
 import tempfile
 
 
-def replace(path, write):
+def replace(path, write, swapped=None):
     """
     Writes a folder atomically: write(folder) fills a new sibling folder, which is synced and then swapped in with renames.
-    A crash at any point leaves either the previous folder or the new one complete (see recover).
+    A crash at any point leaves either the previous folder or the new one complete (see current). Staging folders left
+    by crashed saves are removed first.
 
     Args:
         path: target folder
         write: function that writes the folder's files into the folder it is given
+        swapped: optional function called once the new folder is in place, before the previous one is removed (a memory
+            map of the previous files can be released there)
     """
 
     path = os.path.abspath(path)
-    parent = os.path.dirname(path)
+    parent, name = os.path.dirname(path), os.path.basename(path)
     os.makedirs(parent, exist_ok=True)
 
     # A crash between the renames of an earlier save left the only complete copy in path.old: restore it first
     recover(path)
+    for leftover in glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.*.new")):
+        shutil.rmtree(leftover, ignore_errors=True)
 
     # Write everything aside
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".new", dir=parent)
+    staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".new", dir=parent)
     try:
         write(staging)
         sync(staging)
@@ -40,7 +46,28 @@ def replace(path, write):
         os.rename(path, old)
     os.rename(staging, path)
     syncdir(parent)
+    if swapped:
+        swapped()
     shutil.rmtree(old, ignore_errors=True)
+
+
+def current(path):
+    """
+    The complete copy of a folder written by replace: path, or path.old when a save was interrupted between its two
+    renames. Readers use it as is; the next save restores it (recover).
+
+    Args:
+        path: target folder
+
+    Returns:
+        folder path, None when neither exists
+    """
+
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        return path
+
+    return f"{path}.old" if os.path.isdir(f"{path}.old") else None
 
 
 def recover(path):
@@ -54,9 +81,9 @@ def recover(path):
         path
     """
 
-    old = f"{os.path.abspath(path)}.old"
-    if not os.path.exists(path) and os.path.isdir(old):
-        os.rename(old, path)
+    found = current(path)
+    if found and found != os.path.abspath(path):
+        os.rename(found, path)
 
     return path
 

@@ -3,12 +3,11 @@ Store module
 """
 
 import os
-import shutil
 
 import numpy as np
 
 from .arrays import grow, readonly, take
-from .folder import syncdir
+from .folder import replace
 from .quantize import dequantize, quantize
 from .inputs import checkbatch, checkquantized, storedfloats
 from .ragged import pack
@@ -327,56 +326,40 @@ class TokenStore:
 
     def save(self, path):
         """
-        Saves to a folder atomically, never pickling. Everything is written and fsynced into the sibling folder
-        path.tmp, then swapped in: path -> path.old, path.tmp -> path, path.old removed. A crash at any point leaves
-        a store that load(path) opens (see load). Saving over the folder this store is memory mapped from works: the new
-        files are written before the old ones are released. A store loaded with mmap=True re-maps the saved folder,
-        releasing the appended tail's memory. Deleted rows' tokens are saved as is, call compact first to drop them.
+        Saves to a folder atomically (folder.replace), never pickling. A crash at any point leaves a store that load(path)
+        opens. Saving over the folder this store is memory mapped from works: the new files are written before the old
+        ones are released. A store loaded with mmap=True re-maps the saved folder, releasing the appended tail's memory.
+        Deleted rows' tokens are saved as is, call compact first to drop them.
 
         Args:
             path: output folder
         """
 
         path = os.path.abspath(os.fspath(path))
-        temp, old = f"{path}.tmp", f"{path}.old"
 
         # Never swap away something that isn't a token store
         if os.path.lexists(path) and not (os.path.isdir(path) and (not os.listdir(path) or isstore(path))):
             raise StoreError(f"{path}: exists and is not a txtai-muvera token store, refusing to overwrite it")
 
-        # Write everything aside, a leftover temp folder is from a crashed save. Unverified memory-mapped blocks are
-        # checked before they are copied under a fresh checksum.
-        if os.path.lexists(temp):
-            shutil.rmtree(temp)
-        os.makedirs(temp)
-        try:
-            self.verify()
-            rows, size = self._rows, self._tailsize
-            scales = [self._basescales, self._tailscales[:size]] if self.dtype == "int8" else None
+        # Unverified memory-mapped blocks are checked before they are copied under a fresh checksum
+        self.verify()
+        rows, size = self._rows, self._tailsize
+        scales = [self._basescales, self._tailscales[:size]] if self.dtype == "int8" else None
+
+        def write(folder):
             self._config = writestore(
-                temp, self.dimension, self.dtype, [self._base, self._tail[:size]], scales, self._offsets[: rows + 1], self._deleted[:rows]
+                folder, self.dimension, self.dtype, [self._base, self._tail[:size]], scales, self._offsets[: rows + 1], self._deleted[:rows]
             )
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
 
-        # Swap in. When path is missing, path.old is the last complete store (crash recovery) and stays the backup.
-        if os.path.isdir(path):
-            if os.path.lexists(old):
-                shutil.rmtree(old)
-            os.rename(path, old)
-        os.rename(temp, path)
-        syncdir(os.path.dirname(path))
+        def remap():
+            # Memory-mapped stores map the new folder before the old files are released
+            if self.mmap:
+                self._base, self._basescales = self._map(path, self._config, "written")
+                self._tail, self._tailscales = self._empty(0)
+                self._tailsize = 0
+                self.path = path
 
-        # Re-map memory-mapped stores from the new folder before releasing the old files
-        if self.mmap:
-            self._base, self._basescales = self._map(path, self._config, "written")
-            self._tail, self._tailscales = self._empty(0)
-            self._tailsize = 0
-            self.path = path
-
-        if os.path.lexists(old):
-            shutil.rmtree(old)
+        replace(path, write, remap)
 
     @staticmethod
     def load(path, mmap=True, verify="lazy"):

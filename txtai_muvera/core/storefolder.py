@@ -10,7 +10,7 @@ import numpy as np
 
 from .files import IndexFileError, readbytes, readformat, writebytes, writejson
 from .integrity import checksha256, checksize, describefile, mapnpy, npyheader, verify
-from .folder import syncdir
+from .folder import current, syncdir
 from .ragged import checkoffsets
 
 # Token store folder format, and the earlier version still read: unsealed, sha256 of offsets and tombstones only
@@ -114,9 +114,8 @@ def openstore(path):
     """
     Opens a saved token store: finds its folder, reads store.json, then reads and checks the offsets and tombstones.
 
-    Recovery: path is read when it exists. When path is missing but path.old exists, a save crashed between its two
-    renames and path.old, the last complete store, is read. A path.tmp folder is never read: it is an unfinished save,
-    removed by the next save.
+    Recovery follows folder.current: path, or path.old when a save crashed between its two renames. A staging folder
+    is never read: it is an unfinished save, removed by the next save.
 
     A store saved by the previous release (version 1: unsealed store.json, sha256 of offsets and tombstones, no data
     checksums) is read with those checks, its tokens checked by size and header only; saving it writes the current version.
@@ -131,11 +130,10 @@ def openstore(path):
         StoreError: missing, foreign, corrupt or truncated store
     """
 
-    path = os.path.abspath(os.fspath(path))
-    if not os.path.isdir(path):
-        if not os.path.isdir(f"{path}.old"):
-            raise StoreError(f"{path}: no token store folder")
-        path = f"{path}.old"
+    path, found = os.path.abspath(os.fspath(path)), current(os.fspath(path))
+    if not found:
+        raise StoreError(f"{path}: no token store folder")
+    path = found
 
     config = readstoremetadata(path)
     rows, tokens = config["rows"], config["tokens"]
