@@ -5,6 +5,7 @@ or has the documented behaviour.
 """
 
 import itertools
+import tempfile
 
 import numpy as np
 import pytest
@@ -119,6 +120,19 @@ def test_blank_text_equals_empty(fresh):
 def test_none_text_rejected(embeddings):
     # Row: None as a document
     unchanged(embeddings, lambda: embeddings.upsert([("new", "fine", None), (3, None, None)]), TypeError, "document 3 must be a str")
+
+
+def test_failed_index_leaves_no_spool_file(pylate_model, tmp_path, monkeypatch):
+    # txtai spools vectors to a temporary file and leaves it behind when a document fails: LateVectors removes it
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    embeddings = Embeddings(late(pylate_model))
+    with pytest.raises(TypeError, match="document 3 must be a str"):
+        embeddings.index([(0, "fine", None), (3, None, None)])
+    assert not list(tmp_path.glob("*.npy"))
+
+    # A successful index leaves none either
+    embeddings.index([(0, "fine", None)])
+    assert not list(tmp_path.glob("*.npy"))
 
 
 @pytest.mark.parametrize("value", [5, b"bytes"])

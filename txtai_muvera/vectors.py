@@ -63,7 +63,7 @@ class LateVectors(Vectors):
         self.isnormalize = True
 
         # Set while bulk encoding for a learned encoding: the backend encodes documents after training (see vectors)
-        self.deferred, self.learntexts = False, None
+        self.deferred, self.learntexts, self.spooled = False, None, None
 
     def loadmodel(self, path):
         # Registered late-interaction encoder
@@ -84,8 +84,19 @@ class LateVectors(Vectors):
 
             try:
                 return super().index(stream(), batchsize, checkpoint)
+            except BaseException:
+                # txtai leaves its temporary spool file behind when indexing fails
+                if self.spooled and os.path.exists(self.spooled):
+                    os.remove(self.spooled)
+                raise
             finally:
-                self.progressbar = None
+                self.progressbar, self.spooled = None, None
+
+    def spool(self, checkpoint, vectorsid):
+        # The temporary spool file's name, removed if indexing fails (a checkpoint's file is kept for the restart)
+        output = super().spool(checkpoint, vectorsid)
+        self.spooled = None if checkpoint else output.name
+        return output
 
     def checkdocument(self, document):
         """
