@@ -33,7 +33,7 @@ def txtailemur(documents, queries, learn, epochs, learnsubsetsize=None):
     # pylint: disable=C0415
     from txtai.pipeline.train.lemur import LemurTrainer
 
-    flat, offsets = pack(documents)
+    flat = pack(documents)[0]
     mean = flat.mean(axis=0)
 
     def center(matrices):
