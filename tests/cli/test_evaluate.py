@@ -218,6 +218,7 @@ def test_evaluate_learned_encoding(pylate_model, folder, tmp_path, capsys):
     assert 0 <= row["exact@10"] <= 1 and 0 <= row["rerank"]["ndcg@10"] <= 1 and 0 <= row["candidates"]["ndcg@10"] <= 1
     assert row["training_cpu_s_recommended"] > row["training_cpu_s"] > 0
     assert "txtai LemurTrainer + Lemur, epochs=2, learnsubsetsize=500" in table and "| txtai-muvera (lemur) | 32 |" in table
+    assert "Encoding: lemur, 32 dimensions; token store float16." in table
 
     # txtai's rows need a learned encoding
     assert main(["evaluate", str(pylate_model), str(folder), "--compare", "lemur", "--no-progress"]) == 2

@@ -22,15 +22,11 @@ def evaluationtable(results):
     """
 
     dataset, settings = results["dataset"], results["settings"]
-    candidates, fde = settings["candidates"], settings.get("fde", {})
+    candidates = settings["candidates"]
     lines = [
         f"Dataset: {dataset['path']} ({dataset['split']}), {dataset['documents']:,} documents, {dataset['queries']:,} queries"
         f"{samplenote(dataset.get('sample'))}. Model: {results['model']}.",
-        f"FDE: {fde.get('repetitions')} repetitions x 2^{fde.get('hashes')} partitions x {fde.get('projection') or 'identity'} "
-        f"{fde.get('projector')} projection"
-        f"{' -> ' + str(fde['final']) if fde.get('final') else ''} = {fde.get('dimensions', 0):,} dimensions, normalize {fde.get('normalize')}, "
-        f"fill {fde.get('fill')}; "
-        f"token store {settings['dtype']}.",
+        encodingnote(settings),
         "",
         f"| Pipeline | Mode | nDCG@{CUTOFF} | Recall@{DEPTH} | MRR@{CUTOFF} | Exact top {CUTOFF} recall | p50 ms | p95 ms |",
         "|---|---|---|---|---|---|---|---|",
@@ -94,6 +90,30 @@ def evaluationtable(results):
         lines.append(f"Indexing throughput: txtai-muvera / txtai documents per second = {ratio['documents_per_second']:.2f}x.")
 
     return "\n".join(lines)
+
+
+def encodingnote(settings):
+    """
+    Describes the candidate encoding: the FDE's parameters, or a registered encoding's name and width.
+
+    Args:
+        settings: results settings
+
+    Returns:
+        string
+    """
+
+    fde, encoding = settings.get("fde", {}), settings["muvera"].get("encoding", "muvera")
+    if encoding != "muvera":
+        return f"Encoding: {encoding}, {fde.get('dimensions', 0):,} dimensions; token store {settings['dtype']}."
+
+    return (
+        f"FDE: {fde.get('repetitions')} repetitions x 2^{fde.get('hashes')} partitions x {fde.get('projection') or 'identity'} "
+        f"{fde.get('projector')} projection"
+        f"{' -> ' + str(fde['final']) if fde.get('final') else ''} = {fde.get('dimensions', 0):,} dimensions, normalize {fde.get('normalize')}, "
+        f"fill {fde.get('fill')}; "
+        f"token store {settings['dtype']}."
+    )
 
 
 def learnedrows(results):
