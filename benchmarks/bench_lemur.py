@@ -157,10 +157,8 @@ def learnqueries(lemur, model, folder):
         CPU seconds
     """
 
-    start, sample = cputime(), lemur.learnsample()
-    if sample:
-        sample.add(text for text in readbeir(folder)[1] if text.strip())
-        lemur.learnqueries(sample.items, lambda queries: LateEncoder(model, gpu=False).encode(queries, "query"))
+    start = cputime()
+    lemur.learnfrom(readbeir(folder)[1], lambda queries: LateEncoder(model, gpu=False).encode(queries, "query"))
 
     return cputime() - start
 

@@ -291,10 +291,8 @@ def encodings(names, store, data, args):
         seconds = None
         if hasattr(encoding, "fit"):
             start = time.process_time()
-            sample = encoding.learnsample() if hasattr(encoding, "learnsample") else None
-            if sample:
-                sample.add(text for text in readbeir(args.data, "test")[1] if text.strip())
-                encoding.learnqueries(sample.items, lambda queries: LateEncoder(args.model, gpu=False).encode(queries, "query"))
+            if hasattr(encoding, "learnfrom"):
+                encoding.learnfrom(readbeir(args.data, "test")[1], lambda queries: LateEncoder(args.model, gpu=False).encode(queries, "query"))
             flat, offsets, _ = store.gather(range(len(store)))
             encoding.fit(flat, offsets, progress=True)
             seconds = time.process_time() - start

@@ -155,6 +155,26 @@ def test_encode_precision(monkeypatch):
         Lemur(16, encodeprecision="bfloat16")
 
 
+def test_learnfrom():
+    # Spans of a sample of the texts, encoded as queries; blank texts are never sampled
+    calls = []
+
+    def encode(queries):
+        calls.append(queries)
+        return [np.ones((3, 16), np.float32) for _ in queries]
+
+    lemur = Lemur(16, learn=64)
+    lemur.learnfrom(["one two three four five six", "  ", "seven eight nine ten"], encode)
+    assert calls == [lemur.spans(["one two three four five six", "seven eight nine ten"])]
+    assert lemur.querytokens.shape == (6, 16)
+
+    # Learning from document tokens: nothing encoded
+    calls.clear()
+    lemur = Lemur(16, learncategory="data")
+    lemur.learnfrom(["one two three four"], encode)
+    assert not calls and lemur.querytokens is None
+
+
 def test_ridge_documents():
     # Ridge 0 is txtai's pseudo-inverse; a ridge solves the penalized normal equations and shrinks the weights
     matrices = collection()

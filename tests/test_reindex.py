@@ -77,18 +77,23 @@ def test_model_that_fails_to_load(embeddings, tmp_path):
     unchanged(embeddings, before, tmp_path)
 
 
+def failing(documents):
+    """
+    Streams documents and raises after the sixth, once part of them were encoded and written to the rebuild table.
+    """
+
+    for x, document in enumerate(documents):
+        if x == 6:
+            raise RuntimeError("encoding failed")
+        yield document
+
+
 def test_error_mid_encoding(embeddings, pylate_model, tmp_path):
     # The documents stream raises after part of them were encoded and written to the rebuild table
     before = answers(embeddings)
 
-    def function(documents):
-        for x, document in enumerate(documents):
-            if x == 6:
-                raise RuntimeError("encoding failed")
-            yield document
-
     with pytest.raises(RuntimeError, match="encoding failed"):
-        txtai_muvera.reindex(embeddings, late(pylate_model, repetitions=8), function=function)
+        txtai_muvera.reindex(embeddings, late(pylate_model, repetitions=8), function=failing)
     unchanged(embeddings, before, tmp_path)
 
     # A bad document mid-stream, refused by the vectors model
@@ -121,14 +126,8 @@ def test_plain_reindex_is_guarded(embeddings, pylate_model, tmp_path):
         embeddings.reindex(late(str(tmp_path / "no-such-model"), repetitions=4))
     unchanged(embeddings, before, tmp_path)
 
-    def function(documents):
-        for x, document in enumerate(documents):
-            if x == 6:
-                raise RuntimeError("encoding failed")
-            yield document
-
     with pytest.raises(RuntimeError, match="encoding failed"):
-        embeddings.reindex(late(pylate_model, repetitions=8), function=function)
+        embeddings.reindex(late(pylate_model, repetitions=8), function=failing)
     unchanged(embeddings, before, tmp_path)
 
     # A good reindex still rebuilds the index with the new settings

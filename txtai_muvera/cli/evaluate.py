@@ -182,7 +182,7 @@ class Evaluate:
                 self.logmetrics("txtai-muvera", MODES[mode].format(candidates=value), modes[mode])
 
             # txtai's LemurTrainer on the same token vectors and learn queries
-            if learn is not None:
+            if "lemur" in self.compare:
                 results["lemur"] = self.lemurrows(matrices, qmatrices, learn, run)
             del matrices, qmatrices
 
@@ -256,13 +256,12 @@ class Evaluate:
             encoder: late-interaction encoder
 
         Returns:
-            list of learn query token matrices
+            list of learn query token matrices, None when the encoding learns from document tokens
         """
 
         encoding = plugins.lookup("encodings", self.settings["encoding"])(dimension=encoder.dimension, **self.params)
-        sample = encoding.learnsample()
-        sample.add(text for text in self.texts if text.strip())
-        return encoder.encode(encoding.spans(sample.items), category="query", progress=self.progress)
+        encoding.learnfrom(self.texts, lambda queries: encoder.encode(queries, category="query", progress=self.progress))
+        return [encoding.querytokens] if encoding.querytokens is not None else None
 
     def lemurrows(self, matrices, qmatrices, learn, exact):
         """

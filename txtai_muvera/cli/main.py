@@ -202,10 +202,7 @@ def fit(args):
 
     # Learn queries from spans of a sample of the texts, as an index trains
     lemur = Lemur(encoder.dimension, **block)
-    sample = lemur.learnsample()
-    if sample:
-        sample.add(text for text in texts if text.strip())
-        lemur.learnqueries(sample.items, lambda queries: encoder.encode(queries, "query", progress=not args.no_progress))
+    lemur.learnfrom(texts, lambda queries: encoder.encode(queries, "query", progress=not args.no_progress))
 
     statistics = lemur.fit(tokens, offsets, device="cuda" if not args.cpu and torch.cuda.is_available() else None, progress=not args.no_progress)
     lemur.model.save(args.output)

@@ -193,10 +193,8 @@ class Tune:
             training = 0.0
             if getattr(encoding, "learned", False) and encoding.train:
                 start = time.perf_counter()
-                sample = encoding.learnsample() if hasattr(encoding, "learnsample") and self.queryencoder else None
-                if sample:
-                    sample.add(text for text in self.texts if text.strip())
-                    encoding.learnqueries(sample.items, self.queryencoder)
+                if hasattr(encoding, "learnfrom") and self.queryencoder:
+                    encoding.learnfrom(self.texts, self.queryencoder)
                 encoding.fit(documents, doffsets, progress=self.progress)
                 training = time.perf_counter() - start
 

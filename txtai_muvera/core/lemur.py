@@ -622,6 +622,21 @@ class Lemur:
 
         return Reservoir(-(-self.params["learn"] // QUERYTOKENS), self.params["seed"])
 
+    def learnfrom(self, texts, encode):
+        """
+        Encodes learn queries from a collection whose texts are all at hand: samples them (learnsample), then encodes
+        spans of the sample (learnqueries). Does nothing when this encoding does not learn from queries.
+
+        Args:
+            texts: document texts
+            encode: function encoding a list of texts as queries into token matrices
+        """
+
+        sample = self.learnsample()
+        if sample:
+            sample.add(text for text in texts if isinstance(text, str) and text.strip())
+            self.learnqueries(sample.items, encode)
+
     def learnqueries(self, texts, encode):
         """
         Encodes learn queries from sampled document texts and keeps their tokens for fit.
