@@ -82,7 +82,7 @@ def figures(name, qrows, drows, exact, ids, qids, qrels, seconds, extra=None):
     return result
 
 
-def indexed(encoding, drows, dtokens, doffsets, dtype="float16"):
+def indexed(encoding, drows, dtokens, doffsets, settings):
     """
     Builds a Muvera backend from the rows and token vectors and measures its saved size.
 
@@ -90,19 +90,33 @@ def indexed(encoding, drows, dtokens, doffsets, dtype="float16"):
         encoding: encoding config
         drows: document rows
         dtokens, doffsets: document tokens
-        dtype: token store dtype
+        settings: muvera settings of the index (dtype, precision, ...)
 
     Returns:
         (Muvera backend, index bytes per document)
     """
 
-    ann = Muvera({"muvera": {"dtype": dtype, "candidates": DEPTH, "progress": False}})
+    ann = Muvera({"muvera": {"candidates": DEPTH, "progress": False, **settings}})
     ann.index(LateArray(drows, tokens=dtokens, offsets=doffsets, encoding=encoding))
     with tempfile.TemporaryDirectory() as folder:
         ann.save(folder)
         total = folderbytes(folder)
 
     return ann, total / (len(doffsets) - 1)
+
+
+def named(index):
+    """
+    Row name suffix of non-default index settings.
+
+    Args:
+        index: muvera index settings
+
+    Returns:
+        ", dtype=int8, precision=certified" or ""
+    """
+
+    return "".join(f", {k}={v}" for k, v in index.items())
 
 
 def timed(backends, qtokens, qoffsets, qids, ids, qrels, runs):
@@ -202,7 +216,7 @@ def main():
     parser.add_argument("--json", default=None, help="results file")
     parser.add_argument("--exact", default=None, help="exact MaxSim scores file (.npy), written when missing")
     parser.add_argument("--no-muvera", action="store_true", help="skip the MUVERA defaults row")
-    parser.add_argument("--dtypes", default="float16", help="comma-separated token store dtypes of our lemur indexes (float16, int8)")
+    parser.add_argument("--indexes", default="[{}]", help="JSON list of muvera index settings (dtype, precision), each built per encoding")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -223,14 +237,16 @@ def main():
     print(f"exact MaxSim done, load {loadaverage()}", flush=True)
 
     results, dimension, backends, pending, learn = [], dtokens.shape[1], [], [], None
+    indexes = json.loads(args.indexes)
 
     # MUVERA defaults
     if not args.no_muvera:
         fde = FDE(dimension)
         drows, qrows = fde(dtokens, doffsets, "data"), fde(qtokens, qoffsets, "query")
-        ann, size = indexed(fde.config(), drows, dtokens, doffsets)
-        backends.append((qrows, ann, fde.config()))
-        pending.append(("ours, MUVERA defaults", qrows, drows, None, {"index bytes/doc": size}))
+        for index in indexes:
+            ann, size = indexed(fde.config(), drows, dtokens, doffsets, index)
+            backends.append((qrows, ann, fde.config()))
+            pending.append((f"ours, MUVERA defaults{named(index)}", qrows, drows, None, {"index": index, "index bytes/doc": size}))
 
     # Ours, learned, as an index trains it: learn queries from document text spans, then the stored document tokens
     for settings in json.loads(args.lemur):
@@ -251,11 +267,11 @@ def main():
             "load": loadaverage(),
             **statistics,
         }
-        for dtype in args.dtypes.split(","):
-            ann, size = indexed(lemur.config(), drows, dtokens, doffsets, dtype)
+        for index in indexes:
+            ann, size = indexed(lemur.config(), drows, dtokens, doffsets, index)
             backends.append((qrows, ann, lemur.config()))
-            name = f"ours, lemur {json.dumps(settings)}" + (f", {dtype} tokens" if dtype != "float16" else "")
-            pending.append((name, qrows, drows, seconds + learnseconds, {**extra, "token dtype": dtype, "index bytes/doc": size}))
+            name = f"ours, lemur {json.dumps(settings)}{named(index)}"
+            pending.append((name, qrows, drows, seconds + learnseconds, {**extra, "index": index, "index bytes/doc": size}))
 
     # Re-ranked query latency and the indexes' own nDCG, interleaved
     for (name, qrows, drows, seconds, extra), measured in zip(pending, timed(backends, qtokens, qoffsets, qids, ids, qrels, args.latency)):
