@@ -9,7 +9,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-# Public names and the modules that define them
+# Public names and their modules
 EXPORTS = {
     "LateVectors": "vectors",
     "Muvera": "ann",
@@ -23,12 +23,12 @@ EXPORTS = {
     "reindex": "indexfolder",
 }
 
-# Resolved lazily by __getattr__, so pylint cannot see them defined
+# Lazy names pylint cannot see
 __all__ = [*EXPORTS]  # pylint: disable=E0603
 
 
 def __getattr__(name):
-    # Lazy imports: txtai's Resolver reads txtai_muvera.LateVectors with getattr
+    # Lazy import for txtai's Resolver
     if name in EXPORTS:
         return getattr(importlib.import_module(f".{EXPORTS[name]}", __name__), name)
 

@@ -29,49 +29,47 @@ from .settings import DEFAULTS, builtparams, configuredstore, readsettings
 # Logging configuration
 logger = logging.getLogger(__name__)
 
-# Exported here too: the error every load problem raises
+# Load errors raise IndexFileError
 __all__ = ["IndexFileError", "Muvera", "ReadWriteLock"]
 
 
-# txtai's ANN interface and the documented extras of this backend
+# txtai's ANN methods plus extras
 class Muvera(ANN):  # pylint: disable=R0904
     """
-    txtai ANN backend for late interaction. Holds the FDE rows and every document's token matrix; a search finds
-    the top candidates by FDE inner product (exact, or delegated to any txtai ANN backend) and re-ranks them with exact
-    MaxSim. Returned scores are MaxSim scores (FDE inner products when candidates is 0).
+    txtai ANN backend for late interaction. Finds FDE candidates (exact, or delegated to a txtai ANN backend) and
+    re-ranks them with exact MaxSim. Scores are MaxSim scores (FDE inner products when candidates is 0).
 
-    Thread safety: search, count and save may run from many threads while one thread runs index, append, delete or
-    load; a readers-writer lock keeps each search on a consistent view of the FDE rows and token store.
+    Thread safety: search, count and save may run from many threads while one thread writes; a readers-writer lock
+    keeps each search on a consistent view.
     """
 
     def __init__(self, config):
         super().__init__(config)
 
-        # txtai's reindex of an index that uses this backend validates first and loses nothing on failure
+        # Make txtai's reindex safe to fail
         guard()
 
-        # Index settings and encoding parameters from the muvera: block, raised past txtai's ImportError wrapper
+        # Settings, errors bypass txtai's ImportError
         with configuration():
             self.settings, self.params = readsettings(config.get("muvera"))
 
-        # FDE rows (exact search) or a delegated txtai ANN, token store, model fingerprint and encoding parameters
+        # Index state
         self.fdes, self.delegate, self.store = None, None, None
         self.fingerprint, self.encoding = None, None
 
-        # Checksum verifier of memory-mapped FDE rows not verified yet (see the verify setting)
+        # Pending checksum of mapped FDE rows
         self.verifier = None
 
-        # Trained model of a learned encoding, saved with the index
+        # Learned encoding model
         self.learned = None
 
-        # Exact scan over float32 or float16 candidate vectors
+        # Exact FDE scan
         self.scan = Scan()
 
-        # Searches share the index, writes take it exclusively
+        # Shared reads, exclusive writes
         self.lock = ReadWriteLock()
 
-        # int8 screens of the stored token matrices for certified and approximate re-ranking, and a copy on the muvera
-        # device when one is set, built on first use
+        # Re-rank screens and device copy, built lazily
         self.screens = Screens()
         self.resident = Resident(self.settings["device"]) if self.settings["device"] else None
 
@@ -81,7 +79,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         if fdes.shape[0] != len(store):
             raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
 
-        # A learned encoding trains on the stored tokens, then encodes them
+        # Train learned encoding on stored tokens
         encoder = getattr(embeddings, "encoder", None)
         if encoder is not None:
             fdes = trainandencode(encoder, store, self.settings, self.config.get("gpu", True))
@@ -92,12 +90,11 @@ class Muvera(ANN):  # pylint: disable=R0904
             if encoder is not None:
                 self.encoding, self.learned = encoder.config(), encoder.model
 
-            # Record the encoding parameters and model fingerprint with the index: the same encoder is rebuilt on load
-            # even if defaults change, and a different model is refused before it writes anything (see LateVectors)
+            # Record encoding and model: load rebuilds them, other models are refused
             block = self.config.get("muvera")
             block = dict(block) if isinstance(block, dict) else {}
             if encoder is not None and encoder.fallback:
-                # Fell back to MUVERA: the index records the FDE it was built with, not the learned encoding's settings
+                # MUVERA fallback: record the FDE actually built
                 block = {k: v for k, v in block.items() if k in DEFAULTS and k != "encoding"}
                 block["encoding"], self.settings["encoding"], self.params = "muvera", "muvera", {}
             if self.encoding:
@@ -105,7 +102,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             if self.fingerprint:
                 block["fingerprint"] = self.fingerprint
 
-            # Identity of this index, recorded in txtai's config.json and in muvera.json: files of another index are refused
+            # Index id: files of another index are refused
             block["index"] = uuid.uuid4().hex
             self.config["muvera"] = block
 
@@ -122,7 +119,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             self.metadata({"torch": torch.__version__, "numpy": np.__version__})
 
     def append(self, embeddings):
-        # Everything is checked before the index changes
+        # Validate before changing the index
         self.checkvectors(embeddings)
         store = self.incomingstore(embeddings)
         fdes = fderows(embeddings)
@@ -131,14 +128,14 @@ class Muvera(ANN):  # pylint: disable=R0904
         if self.store is not None and store.dimension != self.store.dimension:
             raise ValueError(f"token vectors have {store.dimension} dimensions, this index has {self.store.dimension}")
 
-        # A learned encoding encodes new documents with its stored sample, no retraining
+        # Encode with the learned model, no retraining
         encoder = getattr(embeddings, "encoder", None)
         if encoder is not None:
             fdes = encodestore(encoder, store)
 
         with self.lock.write():
-            # Token matrices first, then FDE rows: ids line up with store rows. Stored rows are appended as they are
-            # (int8 rows with their scales), not dequantized and quantized again
+            # Tokens first so ids line up with store rows
+            # int8 rows keep their scales, no requantizing
             for _, tokens, offsets, scales in blocks(store):
                 self.store.append(tokens, offsets, scales)
 
@@ -162,7 +159,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
     def search(self, queries, limit):
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-            # txtai maps None and 0 to its default 3, and hands a negative limit over as 0 when content is enabled
+            # txtai passes a negative limit as 0 with content
             hint = " (with content enabled txtai passes a negative limit as 0)" if limit == 0 and not isinstance(limit, bool) else ""
             raise ValueError(f"search limit must be a positive integer, got {limit!r}{hint}")
 
@@ -173,7 +170,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             if self.store is None:
                 return [[] for _ in range(len(queries))]
 
-            # FDE candidates, deeper than limit when they are re-ranked
+            # FDE candidates, deeper when re-ranking
             tokens = getattr(queries, "tokens", None)
             rerank = self.settings["candidates"] and tokens is not None
             depth = max(self.settings["candidates"], limit) if rerank else limit
@@ -181,7 +178,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             if not rerank:
                 return candidates
 
-            # Exact MaxSim over each query's candidates
+            # Re-rank candidates with MaxSim
             results = []
             for x, rows in enumerate(candidates):
                 ids = [uid for uid, _ in rows]
@@ -211,14 +208,13 @@ class Muvera(ANN):  # pylint: disable=R0904
         """
 
         if self.delegate:
-            # Backends pad short result lists with negative ids. Deleted rows a backend could not remove are skipped:
-            # ask for as many more rows as it still holds
+            # Over-fetch past undeleted rows, drop them and padding
             kept = max(self.delegate.count() - self.store.count(), 0)
             deleted = self.store.deleted
             results = self.delegate.search(queries, depth + kept)
             return [[(uid, score) for uid, score in rows if 0 <= uid < len(deleted) and not deleted[uid]][:depth] for rows in results]
 
-        # Exact inner products over verified rows (lazy policy); deleted rows can never be candidates
+        # Exact scan, deleted rows excluded
         if self.settings["verify"] == "lazy":
             self.verifyfdes()
         scores = self.scan(queries, self.fdes)
@@ -235,7 +231,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
     def load(self, path):
         with self.lock.write():
-            # Every problem with the saved files is an IndexFileError naming the file, whatever raised it
+            # Any load failure is an IndexFileError
             try:
                 self.loadfolder(recover(path))
             except IndexFileError:
@@ -245,9 +241,8 @@ class Muvera(ANN):  # pylint: disable=R0904
 
     def loadfolder(self, path):
         """
-        Loads a saved Muvera folder: metadata first (a foreign or corrupt folder fails before any array is read), then
-        the token store and the FDE rows, each checked against muvera.json, then the folder is checked against txtai's
-        config.json offset and documents.
+        Loads a saved Muvera folder: muvera.json first, so a bad folder fails before any array is read, then the token
+        store and FDE rows, then checks the folder against txtai's files.
 
         Args:
             path: index folder
@@ -260,12 +255,11 @@ class Muvera(ANN):  # pylint: disable=R0904
             message += "recorded sha256 checks only (like verify: off for its data); saving it again writes the current format"
             logger.warning(message, path, LEGACY)
 
-        # The config must ask for the FDE parameters and model the index was built with
+        # Config must match the built encoding and model
         original = self.config.get("muvera")
         self.config["muvera"], self.params = builtparams(metadata, self.settings, self.params, original, os.path.join(path, "muvera.json"))
 
-        # Token store: bound to this muvera.json by its sealed store.json (not recorded by the earlier release), then the
-        # store validates its own folder
+        # Token store, bound to muvera.json by store.json
         if not legacy:
             verify(os.path.join(path, "tokens", "store.json"), files.get("tokens/store.json"), path, IndexFileError, "muvera.json")
         store = configuredstore(self.settings, path=os.path.join(path, "tokens"))
@@ -274,7 +268,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         fdes, delegate, verifier = None, None, None
         if metadata["delegate"]:
-            # Delegated backends parse their files in native code: every file they read is checksummed first
+            # Checksum native backend files before parsing
             checksaved(path, metadata["delegate"], self.settings["search"])
             names = filesunder(path, "fde")
             if not names or names != sorted(name for name in files if name == "fde" or name.startswith("fde/")):
@@ -294,17 +288,17 @@ class Muvera(ANN):  # pylint: disable=R0904
         # Learned encoding artifact
         learned = self.loadlearned(path, files, original)
 
-        # Consistency with txtai's files: index identity (not recorded by the earlier release), documents and offset
+        # Check against txtai's config.json and documents
         offset = checkconsistent(path, metadata, store, self.config)
 
-        # An earlier release's index gets an identity now: the next save records it in config.json and muvera.json
+        # Legacy index: assign an id, saved next time
         if legacy:
             self.config["muvera"] = {**self.config["muvera"], "index": uuid.uuid4().hex}
 
         self.store, self.fdes, self.delegate, self.verifier, self.learned = store, fdes, delegate, verifier, learned
         self.fingerprint, self.encoding = metadata["fingerprint"], metadata["encoding"]
 
-        # txtai restores the offset from its config.json; an ANN loaded on its own starts from the stored rows
+        # Offset from config.json, else stored rows
         if offset > len(store):
             self.pad(offset)
         self.config["offset"] = offset
@@ -356,7 +350,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             self.verifier = None
 
     def save(self, path):
-        # Write a complete folder aside, then swap it in: a crash mid-save leaves the previous index loadable
+        # Write aside and swap: a crash keeps the old index
         def write(folder):
             files = {}
             self.store.save(os.path.join(folder, "tokens"))
@@ -366,13 +360,13 @@ class Muvera(ANN):  # pylint: disable=R0904
                 for name in filesunder(folder, "fde"):
                     files[name] = describefile(os.path.join(folder, name))
             else:
-                # Rows loaded from an older float32 index are written in the configured type
+                # Write in the configured dtype
                 self.verifyfdes()
                 fdes = encodingrows(np.asarray(self.fdes), self.settings["encodingdtype"])
                 np.save(os.path.join(folder, "fde.npy"), fdes, allow_pickle=False)
                 files["fde.npy"] = {**describefile(os.path.join(folder, "fde.npy")), "dtype": str(fdes.dtype)}
 
-            # Learned encoding artifact, in txtai's LEMUR format
+            # Learned model, txtai LEMUR format
             if self.learned:
                 self.learned.save(os.path.join(folder, LEARNED))
                 for name in filesunder(folder, LEARNED):
@@ -392,7 +386,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             }
             writejson(os.path.join(folder, "muvera.json"), metadata)
 
-        # Exclusive: a memory-mapped store re-maps its saved files while saving
+        # Exclusive: saving re-maps the store files
         with self.lock.write():
             replace(path, write)
 
@@ -417,7 +411,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         model = loadartifact(path, files, self.settings["encoding"])
 
-        # The sparse slot creates its vectors model first, from a copy of the config that shares the muvera block
+        # Sparse slot's config copy shares the original block
         if model:
             self.config["muvera"]["path"] = os.path.join(path, LEARNED)
             if isinstance(original, dict):

@@ -31,9 +31,9 @@ class LateArray(np.ndarray):
         array.fingerprint, array.encoding, array.encoder = fingerprint, encoding, encoder
         return array
 
-    # NumPy's hook for views and copies: obj, their source, is not needed
+    # NumPy view hook, obj unused
     # pylint: disable-next=W0613
     def __array_finalize__(self, obj):
-        # Slices and copies are plain FDE rows: token matrices no longer line up with them (NumPy subclasses set attributes here)
+        # Slices drop tokens, rows no longer line up
         # pylint: disable-next=W0201
         self.tokens, self.offsets, self.store, self.fingerprint, self.encoding, self.encoder = None, None, None, None, None, None

@@ -10,23 +10,23 @@ from .core.files import IndexFileError
 
 logger = logging.getLogger(__name__)
 
-# Named delegated candidate searches (muvera: {search: NAME}): txtai ANN configs chosen on SciFact (see README)
+# Named candidate searches, see README
 PRESETS = {
-    # IDMap gives txtai's add_with_ids to indexes without it; never put it over IVF, whose removals it would misnumber
-    # Graph search over float16 vectors, efsearch nodes visited per query (at least the candidates asked for)
+    # IDMap adds add_with_ids; over IVF it misnumbers removals
+    # HNSW graph over float16 vectors
     "faiss-hnsw": {"backend": "faiss", "faiss": {"components": "IDMap,HNSW32,SQfp16", "efsearch": 128}},
-    # Inverted lists of float16 vectors, probefraction of the lists scanned per query
+    # IVF over float16, scans probefraction of lists
     "faiss-ivf": {"backend": "faiss", "faiss": {"components": "IVF,SQfp16", "probefraction": 0.5, "maxtrain": 20000}},
-    # Inverted lists of 4-bit product quantization codes, kfactor x candidates re-scored with float16 vectors
+    # IVF 4-bit PQ, kfactor x candidates re-scored
     "faiss-ivfpq": {
         "backend": "faiss",
         "faiss": {"components": "IDMap,IVF,PQ{pq}x4fs,Refine(SQfp16)", "probefraction": 0.5, "kfactor": 4, "maxtrain": 20000},
     },
-    # hnswlib graph (float32 vectors), removes deleted rows
+    # hnswlib graph, supports removals
     "hnswlib": {"backend": "hnsw", "hnsw": {"m": 32, "efconstruction": 200, "efsearch": 128}},
 }
 
-# Vector dimensions per product quantization code of the faiss-ivfpq preset
+# Dimensions per PQ code (faiss-ivfpq)
 PQWIDTH = 8
 
 
@@ -53,7 +53,7 @@ def delegateconfig(search, dimensions=None, rows=None):
         if "muvera" in str(config["backend"]).lower():
             raise ValueError("muvera search cannot delegate to the Muvera backend itself")
 
-    # Clustering trains on at most maxtrain rows: k-means cost grows with rows x lists x dimensions
+    # Cap k-means training rows at maxtrain
     settings = config.get("faiss")
     if isinstance(settings, dict) and settings.get("maxtrain") and rows and rows > settings["maxtrain"]:
         config["faiss"] = {**settings, "sample": settings["maxtrain"] / rows}
@@ -74,7 +74,7 @@ def createdelegate(search, dimensions, rows=None):
         txtai ANN
     """
 
-    # txtai is imported on first use: settings read PRESETS without it
+    # Lazy: settings read PRESETS without txtai
     # pylint: disable-next=C0415
     from txtai.ann import ANNFactory
 
@@ -151,9 +151,8 @@ def pqsize(dimensions):
 
 def tune(delegate):
     """
-    Applies the faiss search settings txtai does not set itself: efsearch (HNSW), kfactor (re-scoring of an
-    IndexRefine), nprobe below an IDMap and probefraction (the share of inverted lists scanned, overrides nprobe).
-    Other backends are left alone.
+    Applies the faiss search settings txtai does not set: efsearch, kfactor, nprobe below an IDMap and probefraction
+    (share of inverted lists scanned, overrides nprobe). Other backends are left alone.
 
     Args:
         delegate: txtai ANN
@@ -181,11 +180,11 @@ def tune(delegate):
     if isinstance(index, faiss.IndexHNSW) and settings.get("efsearch"):
         index.hnsw.efSearch = int(settings["efsearch"])
     if isinstance(index, faiss.IndexIVF) and (settings.get("nprobe") or settings.get("probefraction")):
-        # A fraction of the lists keeps recall as the collection, and the number of lists, grows
+        # A fraction holds recall as nlist grows
         nprobe = math.ceil(settings["probefraction"] * index.nlist) if settings.get("probefraction") else int(settings["nprobe"])
         index.nprobe = max(1, min(nprobe, index.nlist))
 
-        # txtai sets nprobe from its config before every search of a top-level IVF index
+        # txtai resets nprobe from config each search
         settings["nprobe"] = index.nprobe
 
 

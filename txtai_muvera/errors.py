@@ -7,14 +7,12 @@ from contextlib import contextmanager
 
 class ConfigurationError(BaseException):
     """
-    A configuration txtai_muvera cannot run with: a bad muvera: setting, a path that is not a model, a hub model that
-    cannot be reached, an option the plugin does not support. The message names the problem and the valid choices.
+    A configuration txtai_muvera cannot run with: a bad muvera: setting, a path that is not a model, an unreachable
+    hub model or an unsupported option. The message names the problem and the valid choices.
 
-    txtai creates Vectors methods and ANN backends inside `except Exception` and re-raises every error as
-    `ImportError: Unable to resolve vectors backend`, which reads as "the plugin is not installed". Like pytest's
-    outcome exceptions, this class derives from BaseException so that it passes through those handlers and the user sees
-    its message as the last line of the traceback. Catch it by name (`except ConfigurationError`), or with
-    `except BaseException`; `except Exception` does not catch it. The original error is its `__context__`.
+    txtai re-raises errors from Vectors and ANN constructors as `ImportError: Unable to resolve vectors backend`. This
+    class derives from BaseException so that it passes those handlers: catch it by name, `except Exception` does not.
+    The original error is its `__context__`.
     """
 
 

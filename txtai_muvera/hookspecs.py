@@ -4,14 +4,13 @@ Hookspecs module
 
 from pluggy import HookimplMarker, HookspecMarker
 
-# Project name shared by the markers and the plugin manager
+# Markers for the plugin manager
 hookspec = HookspecMarker("txtai_muvera")
 hookimpl = HookimplMarker("txtai_muvera")
 
-# Hook specifications declare signatures only: register is unused in their bodies (W0613)
+# Specs only declare signatures (W0613)
 
-# Every register callback takes a factory or its "module:qualname" path; a path is imported on first lookup, so that
-# listing plugins stays fast
+# register takes a factory or a lazy "module:qualname" path
 
 
 @hookspec

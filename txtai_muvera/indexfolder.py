@@ -21,22 +21,18 @@ from .core.integrity import mapnpy
 from .core.folder import replace
 from .settings import readsettings
 
-# Archive suffixes txtai saves as compressed files instead of folders
+# Suffixes txtai saves as archives
 ARCHIVES = (".tar.bz2", ".tar.gz", ".tar.xz", ".zip")
 
-# Metadata file format of a saved Muvera index folder, and the earlier version still read (unsealed, sizes only for the
-# arrays, sha256 of delegated files, no index id)
+# muvera.json format and version; LEGACY is still read
 FORMAT, VERSION, LEGACY = "txtai-muvera-index", 3, 2
 
 
 def save(embeddings, path):
     """
-    Saves a whole txtai Embeddings index folder atomically. txtai's Embeddings.save replaces config.json, the ANN folder
-    and the documents database one after another (and deletes the database file before copying it), so a crash in
-    between leaves a mix of old and new files or no database. This writes the index into a sibling folder, swaps it in
-    with renames, then re-loads the instance from its final folder (its database and memory maps pointed into the
-    sibling folder). A crash at any point leaves the previous index or the new one complete: call recover(path) before
-    loading after a crash.
+    Saves a whole txtai Embeddings index folder atomically. txtai's Embeddings.save replaces its files one by one, so a
+    crash can leave a mix of old and new files. This writes a sibling folder, swaps it in, then reloads the instance from
+    the final folder. After a crash, call recover(path) before loading.
 
     Args:
         embeddings: txtai Embeddings
@@ -76,7 +72,7 @@ def indexids(root, config):
     if not os.path.lexists(name):
         raise IndexFileError(f"{name}: missing, config.json has content enabled (interrupted save?)")
 
-    # Regular file inside the folder only, opened read only
+    # Regular file in the folder, read only
     filesize(name, root)
     try:
         connection = sqlite3.connect(f"file:{pathname2url(os.path.abspath(name))}?mode=ro", uri=True)
@@ -92,10 +88,9 @@ def indexids(root, config):
 
 def checkconsistent(path, metadata, store, config):
     """
-    Checks a loaded folder against txtai's files: the index identity in config.json, the offset txtai numbers new
-    rows from, and the rows txtai's documents database (or ids file) refers to. txtai's Embeddings.save writes
-    config.json, then this folder, then its database: a crash leaves config.json ahead of this folder (repaired by
-    padding, see Muvera.pad), or this folder ahead of the database (refused).
+    Checks a loaded folder against txtai's files: the index id and offset in config.json, and the rows txtai's
+    documents database (or ids file) refers to. txtai saves config.json, this folder, then the database: config.json
+    ahead of this folder is padded (Muvera.pad), this folder ahead of the database is refused.
 
     Args:
         path: Muvera index folder
@@ -106,8 +101,7 @@ def checkconsistent(path, metadata, store, config):
         txtai's offset
     """
 
-    # An earlier release's folder records no identity: config.json may name one when the first save after the upgrade
-    # wrote config.json and died before this folder
+    # Legacy folders have no id; config.json may already name one
     name, rows = os.path.join(path, "muvera.json"), len(store)
     block = config.get("muvera") if isinstance(config.get("muvera"), dict) else {}
     if block.get("index") and metadata.get("index") != block["index"] and metadata["version"] != LEGACY:
@@ -117,7 +111,7 @@ def checkconsistent(path, metadata, store, config):
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < rows:
         raise IndexFileError(f"{name}: {rows} rows, but config.json offset is {offset!r}: the folder is newer than config.json or from another index")
 
-    # Rows txtai refers to (its documents database, or its ids file when content is disabled) must be the live rows
+    # txtai's referenced rows must be the live rows
     root, referenced = os.path.dirname(path), None
     if os.path.basename(path) == "embeddings":
         referenced = indexids(root, config) if config.get("content") else idsfile(root, config)
@@ -150,7 +144,7 @@ def idsfile(root, config):
     if "ids" in config or not os.path.lexists(name):
         return None
 
-    # A regular file inside the folder, read with txtai's MessagePack serializer (never its pickle fallback)
+    # MessagePack only, never pickle
     try:
         with openfile(name, root) as handle:
             ids = SerializeFactory.create().loadstream(handle)
@@ -182,7 +176,7 @@ def readindexmetadata(path):
     name = os.path.join(path, "muvera.json")
     metadata = readformat(name, path, "index", FORMAT, (VERSION, LEGACY))
 
-    # Field types: everything later code relies on
+    # Check field types
     problems = []
     for key in ("fingerprint", "index"):
         if not (metadata.get(key) is None or isinstance(metadata[key], str)):
@@ -238,11 +232,9 @@ def readfdes(path, expected, shape, policy="lazy", legacy=False):
 
 def reindex(embeddings, config=None, function=None, **kwargs):
     """
-    Runs txtai's Embeddings.reindex so that a failure loses nothing. txtai's reindex replaces the config and the vectors
-    model, closes the ANN and rewrites the documents' sections before the new index exists, so a bad config, a model
-    that fails to load or an error mid-encoding leaves an index that neither searches nor writes. This checks the muvera:
-    block first, then runs the reindex inside an SQLite savepoint and restores the previous index, config and database
-    rows if anything raises.
+    Runs txtai's Embeddings.reindex so that a failure loses nothing. txtai's reindex replaces the config, model and ANN
+    before the new index exists, so a failure leaves a broken index. This checks the muvera: block first, then runs the
+    reindex inside an SQLite savepoint and restores the previous state if anything raises.
 
     Args:
         embeddings: txtai Embeddings with content enabled
@@ -254,13 +246,12 @@ def reindex(embeddings, config=None, function=None, **kwargs):
         embeddings
     """
 
-    # Configuration errors are raised before anything changes
+    # Validate before anything changes
     merged = {**(config or {}), **kwargs}
     if "muvera" in merged or "txtai_muvera" in str(merged.get("method", "")) or "txtai_muvera" in str(merged.get("backend", "")):
         readsettings(merged.get("muvera"))
 
-    # Everything txtai's reindex replaces: the instance's attributes (config, model, ANN, scoring, graph, ...), the
-    # ANN's own state (it is closed first) and the database object's state and rows
+    # Snapshot instance, ANN and database state
     state = dict(vars(embeddings))
     ann = embeddings.ann
     annstate = dict(vars(ann)) if ann is not None else None
@@ -276,7 +267,7 @@ def reindex(embeddings, config=None, function=None, **kwargs):
         if connection is not None:
             connection.execute("ROLLBACK TO txtai_muvera_reindex")
 
-            # The failed reindex streamed rows through the database's cursor: a fresh cursor ends that read
+            # Fresh cursor ends the failed reindex's read
             if getattr(database, "cursor", None) is not None:
                 database.cursor.close()
                 dbstate["cursor"] = connection.cursor()
@@ -296,9 +287,8 @@ def reindex(embeddings, config=None, function=None, **kwargs):
 
 def release(connection, error=None):
     """
-    Releases the reindex savepoint. A read still in progress on the connection (the frames of a failed reindex hold
-    txtai's cursors until they are cleared) keeps SQLite from releasing it: frames are cleared first, and where a read is
-    still alive the savepoint stays open inside txtai's transaction, which txtai's next commit (save) ends.
+    Releases the reindex savepoint. An open read blocks the release: the failed reindex's frames, which hold txtai's
+    cursors, are cleared first; if a read is still alive, txtai's next commit ends the savepoint.
 
     Args:
         connection: sqlite3 connection
@@ -316,13 +306,11 @@ def release(connection, error=None):
 
 def guard():
     """
-    Routes txtai's Embeddings.reindex through reindex above for indexes that use txtai-muvera (their current config or
-    the new one names a txtai_muvera class), so that a plain embeddings.reindex(...) validates first and loses nothing on
-    failure. Installed once, when a txtai-muvera vectors method or backend is created; other indexes call txtai's
-    reindex unchanged.
+    Routes txtai's Embeddings.reindex through reindex for indexes whose current or new config names txtai_muvera.
+    Installed once, when a txtai-muvera vectors method or backend is created; other indexes are unchanged.
     """
 
-    # Idempotent: installed once per process
+    # Install once per process
     if getattr(Embeddings.reindex, "txtaimuvera", False):
         return
 

@@ -48,7 +48,7 @@ class ReadWriteLock:
 
         me = threading.get_ident()
         with self.condition:
-            # The writer already holds the lock exclusively
+            # Writer thread re-enters
             reentrant = self.writer == me
             if not reentrant and shared:
                 while self.writer is not None or self.waiting:
@@ -74,6 +74,6 @@ class ReadWriteLock:
                 else:
                     self.writer = None
 
-                # Waiting threads re-check once the last reader or the writer leaves
+                # Wake waiters when the lock frees
                 if not self.readers:
                     self.condition.notify_all()

@@ -11,7 +11,7 @@ import pluggy
 
 from . import hookspecs
 
-# Plugins of this package, registered through the same hooks a third-party package uses
+# Built-in plugins, same hooks as third parties
 DEFAULT_PLUGINS = (
     "txtai_muvera.default_plugins.colbert",
     "txtai_muvera.default_plugins.muvera",
@@ -19,13 +19,13 @@ DEFAULT_PLUGINS = (
     "txtai_muvera.default_plugins.tokens",
 )
 
-# Entry point group that third-party packages declare in their pyproject.toml
+# Entry point group of third-party plugins
 ENTRYPOINTS = "txtai_muvera"
 
-# Environment variable that controls entry point loading: unset loads all, "" loads none, "a,b" loads only those names
+# Entry points to load: unset all, "" none, "a,b" those
 LOADENV = "TXTAI_MUVERA_LOAD_PLUGINS"
 
-# Kinds of registrations and the hook that fills each
+# Registration kinds and their hooks
 KINDS = {
     "encoders": "register_encoders",
     "encodings": "register_encodings",
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 pm = pluggy.PluginManager("txtai_muvera")
 pm.add_hookspecs(hookspecs)
 
-# Plugins load once, lazily, on first lookup
+# Load plugins once, on first lookup
 LOCK = threading.RLock()
 LOADED = False
 
@@ -54,7 +54,7 @@ def loadplugins():
         if LOADED:
             return
 
-        # Entry point plugins, filtered by the environment variable
+        # Entry point plugins, filtered by LOADENV
         names = os.environ.get(LOADENV)
         if names is None:
             pm.load_setuptools_entrypoints(ENTRYPOINTS)
@@ -114,7 +114,7 @@ def registry(kind):
 
     loadplugins()
 
-    # Collect registrations: the first one of a name is kept, a second one is logged
+    # First registration of a name wins
     entries = {}
 
     def add(name, factory):
@@ -123,8 +123,8 @@ def registry(kind):
             return
         entries[name] = factory
 
-    # Registered in order: entry points, defaults, then run time plugins. Reversed, a run time plugin comes first (it
-    # can override a default) and a default comes before any entry point (no package silently replaces one)
+    # Reversed: runtime plugins, defaults, then entry points
+    # (runtime may override a default, a package may not)
     for impl in reversed(getattr(pm.hook, KINDS[kind]).get_hookimpls()):
         impl.function(register=add)
 
@@ -197,5 +197,5 @@ def registered():
         {kind: {name: "module.qualname"}}
     """
 
-    # Lazily registered factories are named without importing them (and torch or txtai with them)
+    # Name lazy paths without importing them
     return {kind: {key: name(factory) for key, factory in registry(kind).items()} for kind in KINDS}

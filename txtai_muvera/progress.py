@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger("txtai_muvera")
 
-# Units between two progress log lines where there is no terminal
+# Units per log line without a terminal
 EVERY = 1000
 
 

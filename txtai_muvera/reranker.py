@@ -67,19 +67,19 @@ class Reranker(Pipeline):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
 
-        # Candidates and query token matrices
+        # Get candidates and query tokens
         results = self.embeddings.batchsearch(queries, limit * factor, **kwargs)
         qmatrices = self.similarity.matrices(queries, "query")
 
         ranked = []
         for result, qmatrix in zip(results, qmatrices):
             if result:
-                # Candidate token matrices: stored ones when available, encoded texts otherwise
+                # Candidate tokens, stored or encoded
                 documents, offsets, scales, screen = self.tokens(result)
                 precision = getattr(self.similarity, "precision", "exact")
                 top = topk(qmatrix, [0, len(qmatrix)], documents, offsets, limit, self.similarity.reduce, scales, precision, screen)[0]
 
-                # Top rows sorted, keeping their fields with the MaxSim score; (id, score) tuples (content disabled) are rebuilt
+                # Keep fields, replace score with MaxSim
                 result = [{**result[x], "score": score} if isinstance(result[x], dict) else (result[x][0], score) for x, score in top]
 
             ranked.append(result)
@@ -101,7 +101,7 @@ class Reranker(Pipeline):
         if ann is not None:
             indexids = self.indexids([row["id"] if isinstance(row, dict) else row[0] for row in result])
             if indexids is not None:
-                # The index's device copy when it keeps one, stored int8 screens for certified and approximate precision
+                # Device copy, else stored tokens and int8 screen
                 if ann.resident:
                     return (*ann.resident.gather(ann.store, indexids), None)
                 screen = ann.screens.gather(ann.store, indexids) if getattr(self.similarity, "precision", "exact") != "exact" else None

@@ -19,7 +19,7 @@ class Similarity(Pipeline):
     txtai.pipeline.Similarity(path, lateencode=True): (query or list of queries, texts, limit) -> sorted [(index, score)].
     """
 
-    # kwargs: txtai.pipeline.Similarity options this pipeline accepts and does not need
+    # kwargs: unused txtai Similarity options
     # pylint: disable-next=W0613
     def __init__(self, path=None, gpu=True, batchsize=32, reduce="mean", encoder="colbert", precision="exact", **kwargs):
         """
@@ -63,7 +63,7 @@ class Similarity(Pipeline):
         if not isinstance(queries, (list, tuple)) or not queries:
             raise TypeError("query must be a str or a non-empty list of str")
 
-        # A padded (texts x tokens x dim) batch, as encode returns it
+        # Padded batch from encode
         if getattr(texts, "ndim", None) == 3:
             texts = unpad(texts)
         if not isinstance(texts, (list, tuple)):
@@ -73,7 +73,7 @@ class Similarity(Pipeline):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
-        # Encode all queries and all texts once, then score them together, sorted top results per query
+        # Encode once, score all together
         qtokens, qoffsets = pack(self.matrices(queries, "query"))
         dtokens, doffsets = pack(self.matrices(texts, "data"))
         results = topk(

@@ -29,7 +29,7 @@ from txtai.version import __version__ as TXTAI
 
 from .core import hub
 
-# txtai major versions this hook was written and tested against
+# txtai major versions tested
 SUPPORTED = (9,)
 
 VECTORMETHOD, BACKEND = "txtai_muvera.LateVectors", "txtai_muvera.Muvera"
@@ -40,7 +40,7 @@ def enable():
     Installs the hook, once. Raises an ImportError when the installed txtai is not one this hook knows.
     """
 
-    # Idempotent: a second import or call does nothing
+    # Install once
     if getattr(Sparse.__init__, "txtaimuvera", False):
         return
 
@@ -56,7 +56,7 @@ def enable():
     original = Sparse.__init__
 
     @functools.wraps(original)
-    # Same defaults as Sparse.__init__(self, config=None, models=None)
+    # Same defaults as Sparse.__init__
     def init(self, config=None, models=None, *args, **kwargs):  # pylint: disable=W1113
         if config is not None:
             uselatevectors(config)
@@ -65,7 +65,7 @@ def enable():
     init.txtaimuvera = True
     Sparse.__init__ = init
 
-    # Dense slot: warn about a late-interaction model without a vector method
+    # Dense slot: warn on missing method
     create = VectorsFactory.create
 
     @functools.wraps(create)

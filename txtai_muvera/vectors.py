@@ -22,11 +22,11 @@ from .settings import checkconfig, configuredstore, readsettings
 
 logger = logging.getLogger(__name__)
 
-# txtai major versions whose Vectors methods LateVectors overrides (vectors re-implements txtai's bulk encoding loop)
+# txtai majors whose Vectors internals we override
 SUPPORTED = (9,)
 
 
-# txtai's encode is never called: vectorize, its only caller, is overridden
+# encode unused: vectorize is overridden
 # pylint: disable-next=W0223
 class LateVectors(Vectors):
     """
@@ -39,12 +39,12 @@ class LateVectors(Vectors):
     """
 
     def __init__(self, config, scoring, models):
-        # txtai's reindex of an index that uses this method validates first and loses nothing on failure
+        # Make txtai's reindex safe to fail
         guard()
 
-        # Configuration errors reach the user as ConfigurationError, not as txtai's "Unable to readsettings vectors backend"
+        # Config errors bypass txtai's ImportError
         with configuration():
-            # Index settings and encoding parameters from the muvera: block, validated before the model loads
+            # Validate settings before the model loads
             checkconfig(config)
             self.settings, self.params = readsettings(config.get("muvera") if config else None)
 
@@ -53,16 +53,16 @@ class LateVectors(Vectors):
 
             super().__init__(config, scoring, models)
 
-            # Fixed dimensional encoding built for this model's token width
+            # Encoding for this model's token width
             self.encoding = plugins.lookup("encodings", self.settings["encoding"])(dimension=self.model.dimension, **self.params)
 
-        # Progress display of a running index() call
+        # Progress of a running index call
         self.progressbar = None
 
-        # Sparse scoring reads this flag: scores are MaxSim scores already, txtai must not rescale them
+        # Sparse scoring: MaxSim scores, no rescaling
         self.isnormalize = True
 
-        # Set while bulk encoding for a learned encoding: the backend encodes documents after training (see vectors)
+        # Learned encoding state during bulk encoding
         self.deferred, self.learntexts, self.spooled = False, None, None
 
     def loadmodel(self, path):
@@ -71,10 +71,10 @@ class LateVectors(Vectors):
         return factory(path, gpu=self.config.get("gpu", True), batchsize=self.config.get("encodebatch", 32))
 
     def index(self, documents, batchsize=500, checkpoint=None):
-        # A different model is refused before any document is read: txtai writes documents to its database as they stream
+        # Refuse another model before txtai stores documents
         self.checkmodel()
 
-        # Check each document as it streams; progress counts documents once they are encoded
+        # Check documents as they stream
         with progress.progressbar("Encoding", "docs", self.settings["progress"]) as self.progressbar:
 
             def stream():
@@ -85,7 +85,7 @@ class LateVectors(Vectors):
             try:
                 return super().index(stream(), batchsize, checkpoint)
             except BaseException:
-                # txtai leaves its temporary spool file behind when indexing fails
+                # txtai leaves its spool file on failure
                 if self.spooled and os.path.exists(self.spooled):
                     os.remove(self.spooled)
                 raise
@@ -93,7 +93,7 @@ class LateVectors(Vectors):
                 self.progressbar, self.spooled = None, None
 
     def spool(self, checkpoint, vectorsid):
-        # The temporary spool file's name, removed if indexing fails (a checkpoint's file is kept for the restart)
+        # Track spool file to remove on failure (not checkpoints)
         output = super().spool(checkpoint, vectorsid)
         self.spooled = None if checkpoint else output.name
         return output
@@ -131,12 +131,11 @@ class LateVectors(Vectors):
             )
 
     def vectors(self, documents, batchsize=500, checkpoint=None, buffer=None, dtype=None):
-        # Encode to the spool file, which holds FDE rows and token matrices batch by batch (see saveembeddings). A learned
-        # encoding spools placeholder rows: the backend trains on the stored tokens first, then encodes them
+        # Learned encodings spool zero rows, the backend encodes later
         learned = getattr(self.encoding, "learned", False)
         self.deferred = learned
 
-        # A sample of document texts, encoded as queries once all are read: the learned encoding's learn tokens
+        # Sample texts for learn queries
         self.learntexts = self.encoding.learnsample() if hasattr(self.encoding, "learnsample") else None
         try:
             ids, dimensions, batches, stream = self.index(documents, batchsize, checkpoint)
@@ -147,7 +146,7 @@ class LateVectors(Vectors):
 
         embeddings = None
         if ids:
-            # FDE rows go to txtai's buffer, token matrices to a new token store
+            # FDE rows to txtai's buffer, tokens to a store
             fdes = (
                 np.memmap(buffer, dtype=np.float32, shape=(len(ids), dimensions), mode="w+")
                 if buffer
@@ -185,18 +184,18 @@ class LateVectors(Vectors):
                 self.encoding.learnqueries(texts, lambda queries: self.model.encode(queries, "query", self.encodebatch, progress=progressbar))
 
     def batchtransform(self, documents, category=None):
-        # Texts and pre-encoded token matrices both go through vectorize (the base class would stack arrays as vectors)
+        # Base class would stack token matrices as vectors
         return self.vectorize([self.prepare(data, category) for _, data, _ in documents], category)
 
     def vectorize(self, data, category=None):
         category = "query" if category in (None, "query") else "data"
         self.checkmodel()
 
-        # Encode texts, keep pre-encoded token matrices
+        # Encode texts, pass token matrices
         matrices = tokenmatrices(self.model, data, category, dtype=self.settings["dtype"], progress=self.progressbar if category == "data" else None)
 
-        # Empty or blank documents hold one zero token vector: stored and counted, scored 0, so never returned by search
-        # (PyLate would encode their marker tokens, which match every query)
+        # Blank documents get one zero token, scored 0
+        # (PyLate's marker tokens would match every query)
         if category == "data":
             empty = np.zeros((1, self.model.dimension), np.float32)
             matrices = [empty if isinstance(x, str) and not x.strip() else m for x, m in zip(data, matrices)]
@@ -205,16 +204,16 @@ class LateVectors(Vectors):
         if category == "data" and self.learntexts is not None:
             self.learntexts.add(x for x in data if isinstance(x, str) and x.strip())
 
-        # Fixed dimensional encoding, unnormalised: L2 normalising FDE rows would distort MUVERA's inner products
+        # Unnormalized: normalizing distorts FDE scores
         if getattr(self.encoding, "learned", False):
-            # A learned encoding created before its index loaded (sparse slot) takes the model the index loaded
+            # Sparse slot: attach the model the index loaded
             self.encoding.attach((self.config.get("muvera") or {}).get("path"))
         if category == "data" and self.deferred:
             fdes = np.zeros((len(offsets) - 1, self.encoding.dimensions), dtype=np.float32)
         else:
             fdes = self.encoding(tokens, offsets, category)
 
-        # Pre-encoded token matrices count once their FDE rows exist (texts counted as they were encoded)
+        # Count pre-encoded matrices (texts already counted)
         if self.progressbar is not None and category == "data":
             self.progressbar.update(sum(not isinstance(x, str) for x in data))
 
@@ -231,7 +230,7 @@ class LateVectors(Vectors):
         return getattr(self.model, "fingerprint", None)
 
     def dot(self, queries, data):
-        # Exact MaxSim when both sides carry token matrices, so Embeddings.similarity ranks like search does
+        # Exact MaxSim, so similarity ranks like search
         if isinstance(queries, LateArray) and isinstance(data, LateArray) and queries.tokens is not None and data.tokens is not None:
             scores = maxsim(queries.tokens, queries.offsets, data.tokens, data.offsets, reduce=self.settings["reduce"])
             return scores.tolist()
@@ -239,7 +238,7 @@ class LateVectors(Vectors):
         return super().dot(np.asarray(queries), np.asarray(data))
 
     def saveembeddings(self, f, embeddings):
-        # Spool record: FDE rows, token matrices (stored precision) and offsets, so checkpoints recover both together
+        # FDE rows, tokens and offsets: checkpoints keep both
         spool = np.float32 if self.settings["dtype"] == "float32" else np.float16
         np.save(f, np.asarray(embeddings, dtype=np.float32), allow_pickle=False)
         np.save(f, np.asarray(embeddings.tokens, dtype=spool), allow_pickle=False)
@@ -252,7 +251,7 @@ class LateVectors(Vectors):
         return LateArray(fdes, tokens=tokens, offsets=offsets)
 
     def normalize(self, embeddings):
-        # FDE rows are never normalised, see vectorize
+        # FDE rows stay unnormalized
         return embeddings
 
 

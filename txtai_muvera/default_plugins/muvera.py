@@ -14,5 +14,5 @@ def register_encodings(register):
         register: callback
     """
 
-    # A "module:qualname" path: imported on first lookup, so listing plugins imports neither torch nor txtai
+    # Lazy path: listing plugins skips torch
     register("muvera", "txtai_muvera.core.fde:FDE")
