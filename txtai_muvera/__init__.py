@@ -28,7 +28,7 @@ __all__ = [*EXPORTS]  # pylint: disable=E0603
 
 
 def __getattr__(name):
-    # Lazy import for txtai's Resolver
+    # Resolved lazily by txtai
     if name in EXPORTS:
         return getattr(importlib.import_module(f".{EXPORTS[name]}", __name__), name)
 

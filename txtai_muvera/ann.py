@@ -29,11 +29,11 @@ from .settings import DEFAULTS, builtparams, configuredstore, readsettings
 # Logging configuration
 logger = logging.getLogger(__name__)
 
-# Load errors raise IndexFileError
+# Exports, with the load error
 __all__ = ["IndexFileError", "Muvera", "ReadWriteLock"]
 
 
-# txtai's ANN methods plus extras
+# txtai ANN plus extras
 class Muvera(ANN):  # pylint: disable=R0904
     """
     txtai ANN backend for late interaction. Finds FDE candidates (exact, or delegated to a txtai ANN backend) and
@@ -46,10 +46,10 @@ class Muvera(ANN):  # pylint: disable=R0904
     def __init__(self, config):
         super().__init__(config)
 
-        # Make txtai's reindex safe to fail
+        # Make reindex safe to fail
         guard()
 
-        # Settings, errors bypass txtai's ImportError
+        # Raise past txtai's ImportError
         with configuration():
             self.settings, self.params = readsettings(config.get("muvera"))
 
@@ -57,7 +57,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         self.fdes, self.delegate, self.store = None, None, None
         self.fingerprint, self.encoding = None, None
 
-        # Pending checksum of mapped FDE rows
+        # Pending FDE checksum
         self.verifier = None
 
         # Learned encoding model
@@ -69,7 +69,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         # Shared reads, exclusive writes
         self.lock = ReadWriteLock()
 
-        # Re-rank screens and device copy, built lazily
+        # Re-rank screens, device copy
         self.screens = Screens()
         self.resident = Resident(self.settings["device"]) if self.settings["device"] else None
 
@@ -79,7 +79,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         if fdes.shape[0] != len(store):
             raise ValueError(f"{fdes.shape[0]} FDE rows but {len(store)} token matrices")
 
-        # Train learned encoding on stored tokens
+        # Train learned encoding
         encoder = getattr(embeddings, "encoder", None)
         if encoder is not None:
             fdes = trainandencode(encoder, store, self.settings, self.config.get("gpu", True))
@@ -90,11 +90,11 @@ class Muvera(ANN):  # pylint: disable=R0904
             if encoder is not None:
                 self.encoding, self.learned = encoder.config(), encoder.model
 
-            # Record encoding and model: load rebuilds them, other models are refused
+            # Load rebuilds this encoder, refuses other models
             block = self.config.get("muvera")
             block = dict(block) if isinstance(block, dict) else {}
             if encoder is not None and encoder.fallback:
-                # MUVERA fallback: record the FDE actually built
+                # Fallback: record MUVERA
                 block = {k: v for k, v in block.items() if k in DEFAULTS and k != "encoding"}
                 block["encoding"], self.settings["encoding"], self.params = "muvera", "muvera", {}
             if self.encoding:
@@ -102,7 +102,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             if self.fingerprint:
                 block["fingerprint"] = self.fingerprint
 
-            # Index id: files of another index are refused
+            # Index id, refuses foreign files
             block["index"] = uuid.uuid4().hex
             self.config["muvera"] = block
 
@@ -119,7 +119,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             self.metadata({"torch": torch.__version__, "numpy": np.__version__})
 
     def append(self, embeddings):
-        # Validate before changing the index
+        # Validate first
         self.checkvectors(embeddings)
         store = self.incomingstore(embeddings)
         fdes = fderows(embeddings)
@@ -128,14 +128,14 @@ class Muvera(ANN):  # pylint: disable=R0904
         if self.store is not None and store.dimension != self.store.dimension:
             raise ValueError(f"token vectors have {store.dimension} dimensions, this index has {self.store.dimension}")
 
-        # Encode with the learned model, no retraining
+        # Learned encoding, no retraining
         encoder = getattr(embeddings, "encoder", None)
         if encoder is not None:
             fdes = encodestore(encoder, store)
 
         with self.lock.write():
-            # Tokens first so ids line up with store rows
-            # int8 rows keep their scales, no requantizing
+            # Tokens first, ids follow rows
+            # int8 rows keep scales
             for _, tokens, offsets, scales in blocks(store):
                 self.store.append(tokens, offsets, scales)
 
@@ -159,7 +159,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
     def search(self, queries, limit):
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-            # txtai passes a negative limit as 0 with content
+            # txtai sends negative limits as 0
             hint = " (with content enabled txtai passes a negative limit as 0)" if limit == 0 and not isinstance(limit, bool) else ""
             raise ValueError(f"search limit must be a positive integer, got {limit!r}{hint}")
 
@@ -170,7 +170,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             if self.store is None:
                 return [[] for _ in range(len(queries))]
 
-            # FDE candidates, deeper when re-ranking
+            # FDE candidates
             tokens = getattr(queries, "tokens", None)
             rerank = self.settings["candidates"] and tokens is not None
             depth = max(self.settings["candidates"], limit) if rerank else limit
@@ -208,13 +208,13 @@ class Muvera(ANN):  # pylint: disable=R0904
         """
 
         if self.delegate:
-            # Over-fetch past undeleted rows, drop them and padding
+            # Over-fetch, skip deleted and padding
             kept = max(self.delegate.count() - self.store.count(), 0)
             deleted = self.store.deleted
             results = self.delegate.search(queries, depth + kept)
             return [[(uid, score) for uid, score in rows if 0 <= uid < len(deleted) and not deleted[uid]][:depth] for rows in results]
 
-        # Exact scan, deleted rows excluded
+        # Exact scan, skip deleted
         if self.settings["verify"] == "lazy":
             self.verifyfdes()
         scores = self.scan(queries, self.fdes)
@@ -231,7 +231,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
     def load(self, path):
         with self.lock.write():
-            # Any load failure is an IndexFileError
+            # Errors as IndexFileError
             try:
                 self.loadfolder(recover(path))
             except IndexFileError:
@@ -255,11 +255,11 @@ class Muvera(ANN):  # pylint: disable=R0904
             message += "recorded sha256 checks only (like verify: off for its data); saving it again writes the current format"
             logger.warning(message, path, LEGACY)
 
-        # Config must match the built encoding and model
+        # Config must match the index
         original = self.config.get("muvera")
         self.config["muvera"], self.params = builtparams(metadata, self.settings, self.params, original, os.path.join(path, "muvera.json"))
 
-        # Token store, bound to muvera.json by store.json
+        # Token store, sealed by store.json
         if not legacy:
             verify(os.path.join(path, "tokens", "store.json"), files.get("tokens/store.json"), path, IndexFileError, "muvera.json")
         store = configuredstore(self.settings, path=os.path.join(path, "tokens"))
@@ -268,7 +268,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         fdes, delegate, verifier = None, None, None
         if metadata["delegate"]:
-            # Checksum native backend files before parsing
+            # Checksum before native parsing
             checksaved(path, metadata["delegate"], self.settings["search"])
             names = filesunder(path, "fde")
             if not names or names != sorted(name for name in files if name == "fde" or name.startswith("fde/")):
@@ -288,17 +288,17 @@ class Muvera(ANN):  # pylint: disable=R0904
         # Learned encoding artifact
         learned = self.loadlearned(path, files, original)
 
-        # Check against txtai's config.json and documents
+        # Check against txtai's files
         offset = checkconsistent(path, metadata, store, self.config)
 
-        # Legacy index: assign an id, saved next time
+        # Legacy index gets an id
         if legacy:
             self.config["muvera"] = {**self.config["muvera"], "index": uuid.uuid4().hex}
 
         self.store, self.fdes, self.delegate, self.verifier, self.learned = store, fdes, delegate, verifier, learned
         self.fingerprint, self.encoding = metadata["fingerprint"], metadata["encoding"]
 
-        # Offset from config.json, else stored rows
+        # Pad to txtai's offset
         if offset > len(store):
             self.pad(offset)
         self.config["offset"] = offset
@@ -350,7 +350,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             self.verifier = None
 
     def save(self, path):
-        # Write aside and swap: a crash keeps the old index
+        # Crash safe: write aside, swap
         def write(folder):
             files = {}
             self.store.save(os.path.join(folder, "tokens"))
@@ -366,7 +366,7 @@ class Muvera(ANN):  # pylint: disable=R0904
                 np.save(os.path.join(folder, "fde.npy"), fdes, allow_pickle=False)
                 files["fde.npy"] = {**describefile(os.path.join(folder, "fde.npy")), "dtype": str(fdes.dtype)}
 
-            # Learned model, txtai LEMUR format
+            # Learned model
             if self.learned:
                 self.learned.save(os.path.join(folder, LEARNED))
                 for name in filesunder(folder, LEARNED):
@@ -386,7 +386,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             }
             writejson(os.path.join(folder, "muvera.json"), metadata)
 
-        # Exclusive: saving re-maps the store files
+        # Exclusive: save re-maps files
         with self.lock.write():
             replace(path, write)
 
@@ -411,7 +411,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         model = loadartifact(path, files, self.settings["encoding"])
 
-        # Sparse slot's config copy shares the original block
+        # Sparse slot reads the original block
         if model:
             self.config["muvera"]["path"] = os.path.join(path, LEARNED)
             if isinstance(original, dict):

@@ -34,6 +34,6 @@ class LateArray(np.ndarray):
     # NumPy view hook, obj unused
     # pylint: disable-next=W0613
     def __array_finalize__(self, obj):
-        # Slices drop tokens, rows no longer line up
+        # Slices no longer match tokens
         # pylint: disable-next=W0201
         self.tokens, self.offsets, self.store, self.fingerprint, self.encoding, self.encoder = None, None, None, None, None, None

@@ -10,23 +10,23 @@ from .core.files import IndexFileError
 
 logger = logging.getLogger(__name__)
 
-# Named candidate searches, see README
+# Search presets, see README
 PRESETS = {
     # IDMap adds add_with_ids; over IVF it misnumbers removals
-    # HNSW graph over float16 vectors
+    # HNSW over float16
     "faiss-hnsw": {"backend": "faiss", "faiss": {"components": "IDMap,HNSW32,SQfp16", "efsearch": 128}},
-    # IVF over float16, scans probefraction of lists
+    # IVF over float16
     "faiss-ivf": {"backend": "faiss", "faiss": {"components": "IVF,SQfp16", "probefraction": 0.5, "maxtrain": 20000}},
-    # IVF 4-bit PQ, kfactor x candidates re-scored
+    # IVF PQ, float16 re-scoring
     "faiss-ivfpq": {
         "backend": "faiss",
         "faiss": {"components": "IDMap,IVF,PQ{pq}x4fs,Refine(SQfp16)", "probefraction": 0.5, "kfactor": 4, "maxtrain": 20000},
     },
-    # hnswlib graph, supports removals
+    # hnswlib, supports removals
     "hnswlib": {"backend": "hnsw", "hnsw": {"m": 32, "efconstruction": 200, "efsearch": 128}},
 }
 
-# Dimensions per PQ code (faiss-ivfpq)
+# Dimensions per PQ code
 PQWIDTH = 8
 
 
@@ -53,7 +53,7 @@ def delegateconfig(search, dimensions=None, rows=None):
         if "muvera" in str(config["backend"]).lower():
             raise ValueError("muvera search cannot delegate to the Muvera backend itself")
 
-    # Cap k-means training rows at maxtrain
+    # Cap k-means training rows
     settings = config.get("faiss")
     if isinstance(settings, dict) and settings.get("maxtrain") and rows and rows > settings["maxtrain"]:
         config["faiss"] = {**settings, "sample": settings["maxtrain"] / rows}
@@ -74,7 +74,7 @@ def createdelegate(search, dimensions, rows=None):
         txtai ANN
     """
 
-    # Lazy: settings read PRESETS without txtai
+    # Lazy: settings skip txtai
     # pylint: disable-next=C0415
     from txtai.ann import ANNFactory
 
@@ -125,7 +125,7 @@ def loadsaved(path, saved):
     except (RuntimeError, OSError, ValueError, KeyError, TypeError) as error:
         raise IndexFileError(f"{os.path.join(path, 'fde')}: unreadable delegated FDE index ({error})") from error
 
-    # Search settings faiss does not save
+    # faiss does not save these
     tune(delegate)
 
     return delegate
@@ -180,11 +180,11 @@ def tune(delegate):
     if isinstance(index, faiss.IndexHNSW) and settings.get("efsearch"):
         index.hnsw.efSearch = int(settings["efsearch"])
     if isinstance(index, faiss.IndexIVF) and (settings.get("nprobe") or settings.get("probefraction")):
-        # A fraction holds recall as nlist grows
+        # Fraction scales with nlist
         nprobe = math.ceil(settings["probefraction"] * index.nlist) if settings.get("probefraction") else int(settings["nprobe"])
         index.nprobe = max(1, min(nprobe, index.nlist))
 
-        # txtai resets nprobe from config each search
+        # txtai resets nprobe per search
         settings["nprobe"] = index.nprobe
 
 

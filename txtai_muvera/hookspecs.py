@@ -8,9 +8,9 @@ from pluggy import HookimplMarker, HookspecMarker
 hookspec = HookspecMarker("txtai_muvera")
 hookimpl = HookimplMarker("txtai_muvera")
 
-# Specs only declare signatures (W0613)
+# Signatures only (W0613)
 
-# register takes a factory or a lazy "module:qualname" path
+# register(name, factory or "module:qualname")
 
 
 @hookspec

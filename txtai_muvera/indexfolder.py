@@ -21,10 +21,10 @@ from .core.integrity import mapnpy
 from .core.folder import replace
 from .settings import readsettings
 
-# Suffixes txtai saves as archives
+# txtai archive suffixes
 ARCHIVES = (".tar.bz2", ".tar.gz", ".tar.xz", ".zip")
 
-# muvera.json format and version; LEGACY is still read
+# muvera.json format and versions
 FORMAT, VERSION, LEGACY = "txtai-muvera-index", 3, 2
 
 
@@ -72,7 +72,7 @@ def indexids(root, config):
     if not os.path.lexists(name):
         raise IndexFileError(f"{name}: missing, config.json has content enabled (interrupted save?)")
 
-    # Regular file in the folder, read only
+    # In-folder file, read only
     filesize(name, root)
     try:
         connection = sqlite3.connect(f"file:{pathname2url(os.path.abspath(name))}?mode=ro", uri=True)
@@ -101,7 +101,7 @@ def checkconsistent(path, metadata, store, config):
         txtai's offset
     """
 
-    # Legacy folders have no id; config.json may already name one
+    # Legacy: config.json may name an id
     name, rows = os.path.join(path, "muvera.json"), len(store)
     block = config.get("muvera") if isinstance(config.get("muvera"), dict) else {}
     if block.get("index") and metadata.get("index") != block["index"] and metadata["version"] != LEGACY:
@@ -111,7 +111,7 @@ def checkconsistent(path, metadata, store, config):
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < rows:
         raise IndexFileError(f"{name}: {rows} rows, but config.json offset is {offset!r}: the folder is newer than config.json or from another index")
 
-    # txtai's referenced rows must be the live rows
+    # Rows txtai uses must be live
     root, referenced = os.path.dirname(path), None
     if os.path.basename(path) == "embeddings":
         referenced = indexids(root, config) if config.get("content") else idsfile(root, config)
@@ -246,12 +246,12 @@ def reindex(embeddings, config=None, function=None, **kwargs):
         embeddings
     """
 
-    # Validate before anything changes
+    # Validate first
     merged = {**(config or {}), **kwargs}
     if "muvera" in merged or "txtai_muvera" in str(merged.get("method", "")) or "txtai_muvera" in str(merged.get("backend", "")):
         readsettings(merged.get("muvera"))
 
-    # Snapshot instance, ANN and database state
+    # Snapshot what reindex replaces
     state = dict(vars(embeddings))
     ann = embeddings.ann
     annstate = dict(vars(ann)) if ann is not None else None
@@ -267,7 +267,7 @@ def reindex(embeddings, config=None, function=None, **kwargs):
         if connection is not None:
             connection.execute("ROLLBACK TO txtai_muvera_reindex")
 
-            # Fresh cursor ends the failed reindex's read
+            # Fresh cursor ends the failed read
             if getattr(database, "cursor", None) is not None:
                 database.cursor.close()
                 dbstate["cursor"] = connection.cursor()

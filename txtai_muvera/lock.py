@@ -74,6 +74,6 @@ class ReadWriteLock:
                 else:
                     self.writer = None
 
-                # Wake waiters when the lock frees
+                # Wake waiters once free
                 if not self.readers:
                     self.condition.notify_all()

@@ -11,7 +11,7 @@ import pluggy
 
 from . import hookspecs
 
-# Built-in plugins, same hooks as third parties
+# Built-in plugins
 DEFAULT_PLUGINS = (
     "txtai_muvera.default_plugins.colbert",
     "txtai_muvera.default_plugins.muvera",
@@ -19,13 +19,13 @@ DEFAULT_PLUGINS = (
     "txtai_muvera.default_plugins.tokens",
 )
 
-# Entry point group of third-party plugins
+# Third-party entry points
 ENTRYPOINTS = "txtai_muvera"
 
 # Entry points to load: unset all, "" none, "a,b" those
 LOADENV = "TXTAI_MUVERA_LOAD_PLUGINS"
 
-# Registration kinds and their hooks
+# Kinds and their hooks
 KINDS = {
     "encoders": "register_encoders",
     "encodings": "register_encodings",
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 pm = pluggy.PluginManager("txtai_muvera")
 pm.add_hookspecs(hookspecs)
 
-# Load plugins once, on first lookup
+# Loaded once, lazily
 LOCK = threading.RLock()
 LOADED = False
 
@@ -54,7 +54,7 @@ def loadplugins():
         if LOADED:
             return
 
-        # Entry point plugins, filtered by LOADENV
+        # Entry points, per LOADENV
         names = os.environ.get(LOADENV)
         if names is None:
             pm.load_setuptools_entrypoints(ENTRYPOINTS)
@@ -114,7 +114,7 @@ def registry(kind):
 
     loadplugins()
 
-    # First registration of a name wins
+    # First registration wins
     entries = {}
 
     def add(name, factory):
@@ -123,8 +123,8 @@ def registry(kind):
             return
         entries[name] = factory
 
-    # Reversed: runtime plugins, defaults, then entry points
-    # (runtime may override a default, a package may not)
+    # Reversed: runtime, defaults, entry points
+    # (no package replaces a default)
     for impl in reversed(getattr(pm.hook, KINDS[kind]).get_hookimpls()):
         impl.function(register=add)
 
@@ -197,5 +197,5 @@ def registered():
         {kind: {name: "module.qualname"}}
     """
 
-    # Name lazy paths without importing them
+    # Name without importing
     return {kind: {key: name(factory) for key, factory in registry(kind).items()} for kind in KINDS}

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger("txtai_muvera")
 
-# Units per log line without a terminal
+# Units per log line
 EVERY = 1000
 
 

@@ -67,19 +67,19 @@ class Reranker(Pipeline):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
 
-        # Get candidates and query tokens
+        # Candidates and query tokens
         results = self.embeddings.batchsearch(queries, limit * factor, **kwargs)
         qmatrices = self.similarity.matrices(queries, "query")
 
         ranked = []
         for result, qmatrix in zip(results, qmatrices):
             if result:
-                # Candidate tokens, stored or encoded
+                # Candidate tokens
                 documents, offsets, scales, screen = self.tokens(result)
                 precision = getattr(self.similarity, "precision", "exact")
                 top = topk(qmatrix, [0, len(qmatrix)], documents, offsets, limit, self.similarity.reduce, scales, precision, screen)[0]
 
-                # Keep fields, replace score with MaxSim
+                # Keep fields, MaxSim score
                 result = [{**result[x], "score": score} if isinstance(result[x], dict) else (result[x][0], score) for x, score in top]
 
             ranked.append(result)
@@ -101,7 +101,7 @@ class Reranker(Pipeline):
         if ann is not None:
             indexids = self.indexids([row["id"] if isinstance(row, dict) else row[0] for row in result])
             if indexids is not None:
-                # Device copy, else stored tokens and int8 screen
+                # Device copy, else stored tokens
                 if ann.resident:
                     return (*ann.resident.gather(ann.store, indexids), None)
                 screen = ann.screens.gather(ann.store, indexids) if getattr(self.similarity, "precision", "exact") != "exact" else None

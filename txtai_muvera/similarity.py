@@ -19,7 +19,7 @@ class Similarity(Pipeline):
     txtai.pipeline.Similarity(path, lateencode=True): (query or list of queries, texts, limit) -> sorted [(index, score)].
     """
 
-    # kwargs: unused txtai Similarity options
+    # Unused txtai options
     # pylint: disable-next=W0613
     def __init__(self, path=None, gpu=True, batchsize=32, reduce="mean", encoder="colbert", precision="exact", **kwargs):
         """
@@ -73,7 +73,7 @@ class Similarity(Pipeline):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
-        # Encode once, score all together
+        # Encode and score once
         qtokens, qoffsets = pack(self.matrices(queries, "query"))
         dtokens, doffsets = pack(self.matrices(texts, "data"))
         results = topk(

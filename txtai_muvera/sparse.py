@@ -44,7 +44,7 @@ def enable():
     if getattr(Sparse.__init__, "txtaimuvera", False):
         return
 
-    # Fail loudly when txtai changed under us
+    # Fail on unknown txtai
     major = int(TXTAI.split(".", maxsplit=1)[0])
     parameters = list(inspect.signature(Sparse.__init__).parameters)
     if major not in SUPPORTED or parameters[:3] != ["self", "config", "models"]:
@@ -56,7 +56,7 @@ def enable():
     original = Sparse.__init__
 
     @functools.wraps(original)
-    # Same defaults as Sparse.__init__
+    # Sparse.__init__ defaults
     def init(self, config=None, models=None, *args, **kwargs):  # pylint: disable=W1113
         if config is not None:
             uselatevectors(config)
@@ -65,7 +65,7 @@ def enable():
     init.txtaimuvera = True
     Sparse.__init__ = init
 
-    # Dense slot: warn on missing method
+    # Warn on dense slot
     create = VectorsFactory.create
 
     @functools.wraps(create)

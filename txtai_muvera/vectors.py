@@ -22,11 +22,11 @@ from .settings import checkconfig, configuredstore, readsettings
 
 logger = logging.getLogger(__name__)
 
-# txtai majors whose Vectors internals we override
+# txtai majors we override
 SUPPORTED = (9,)
 
 
-# encode unused: vectorize is overridden
+# vectorize replaces encode
 # pylint: disable-next=W0223
 class LateVectors(Vectors):
     """
@@ -39,12 +39,12 @@ class LateVectors(Vectors):
     """
 
     def __init__(self, config, scoring, models):
-        # Make txtai's reindex safe to fail
+        # Make reindex safe to fail
         guard()
 
-        # Config errors bypass txtai's ImportError
+        # Raise past txtai's ImportError
         with configuration():
-            # Validate settings before the model loads
+            # Validate before loading model
             checkconfig(config)
             self.settings, self.params = readsettings(config.get("muvera") if config else None)
 
@@ -53,25 +53,25 @@ class LateVectors(Vectors):
 
             super().__init__(config, scoring, models)
 
-            # Encoding for this model's token width
+            # Encoding for this model
             self.encoding = plugins.lookup("encodings", self.settings["encoding"])(dimension=self.model.dimension, **self.params)
 
-        # Progress of a running index call
+        # Progress of index()
         self.progressbar = None
 
-        # Sparse scoring: MaxSim scores, no rescaling
+        # Scores need no rescaling
         self.isnormalize = True
 
-        # Learned encoding state during bulk encoding
+        # Learned encoding state
         self.deferred, self.learntexts, self.spooled = False, None, None
 
     def loadmodel(self, path):
-        # Registered late-interaction encoder
+        # Registered encoder
         factory = plugins.lookup("encoders", self.settings["encoder"])
         return factory(path, gpu=self.config.get("gpu", True), batchsize=self.config.get("encodebatch", 32))
 
     def index(self, documents, batchsize=500, checkpoint=None):
-        # Refuse another model before txtai stores documents
+        # Check model before txtai stores
         self.checkmodel()
 
         # Check documents as they stream
@@ -85,7 +85,7 @@ class LateVectors(Vectors):
             try:
                 return super().index(stream(), batchsize, checkpoint)
             except BaseException:
-                # txtai leaves its spool file on failure
+                # txtai keeps spool on failure
                 if self.spooled and os.path.exists(self.spooled):
                     os.remove(self.spooled)
                 raise
@@ -93,7 +93,7 @@ class LateVectors(Vectors):
                 self.progressbar, self.spooled = None, None
 
     def spool(self, checkpoint, vectorsid):
-        # Track spool file to remove on failure (not checkpoints)
+        # Spool to remove on failure
         output = super().spool(checkpoint, vectorsid)
         self.spooled = None if checkpoint else output.name
         return output
@@ -131,7 +131,7 @@ class LateVectors(Vectors):
             )
 
     def vectors(self, documents, batchsize=500, checkpoint=None, buffer=None, dtype=None):
-        # Learned encodings spool zero rows, the backend encodes later
+        # Learned: backend encodes later
         learned = getattr(self.encoding, "learned", False)
         self.deferred = learned
 
@@ -146,7 +146,7 @@ class LateVectors(Vectors):
 
         embeddings = None
         if ids:
-            # FDE rows to txtai's buffer, tokens to a store
+            # FDEs to buffer, tokens to store
             fdes = (
                 np.memmap(buffer, dtype=np.float32, shape=(len(ids), dimensions), mode="w+")
                 if buffer
@@ -165,7 +165,7 @@ class LateVectors(Vectors):
             encoder = self.encoding if learned else None
             embeddings = LateArray(fdes, store=store, fingerprint=self.fingerprint(), encoding=self.encoding.config(), encoder=encoder)
 
-        # Remove spool file unless it is a checkpoint
+        # Remove spool unless checkpoint
         if not checkpoint:
             os.remove(stream)
 
@@ -184,18 +184,18 @@ class LateVectors(Vectors):
                 self.encoding.learnqueries(texts, lambda queries: self.model.encode(queries, "query", self.encodebatch, progress=progressbar))
 
     def batchtransform(self, documents, category=None):
-        # Base class would stack token matrices as vectors
+        # Base class stacks arrays
         return self.vectorize([self.prepare(data, category) for _, data, _ in documents], category)
 
     def vectorize(self, data, category=None):
         category = "query" if category in (None, "query") else "data"
         self.checkmodel()
 
-        # Encode texts, pass token matrices
+        # Encode texts
         matrices = tokenmatrices(self.model, data, category, dtype=self.settings["dtype"], progress=self.progressbar if category == "data" else None)
 
-        # Blank documents get one zero token, scored 0
-        # (PyLate's marker tokens would match every query)
+        # Blank documents: one zero token
+        # (PyLate's markers match any query)
         if category == "data":
             empty = np.zeros((1, self.model.dimension), np.float32)
             matrices = [empty if isinstance(x, str) and not x.strip() else m for x, m in zip(data, matrices)]
@@ -204,16 +204,16 @@ class LateVectors(Vectors):
         if category == "data" and self.learntexts is not None:
             self.learntexts.add(x for x in data if isinstance(x, str) and x.strip())
 
-        # Unnormalized: normalizing distorts FDE scores
+        # Never normalize FDE rows
         if getattr(self.encoding, "learned", False):
-            # Sparse slot: attach the model the index loaded
+            # Sparse slot: index's model
             self.encoding.attach((self.config.get("muvera") or {}).get("path"))
         if category == "data" and self.deferred:
             fdes = np.zeros((len(offsets) - 1, self.encoding.dimensions), dtype=np.float32)
         else:
             fdes = self.encoding(tokens, offsets, category)
 
-        # Count pre-encoded matrices (texts already counted)
+        # Count pre-encoded matrices
         if self.progressbar is not None and category == "data":
             self.progressbar.update(sum(not isinstance(x, str) for x in data))
 
@@ -230,7 +230,7 @@ class LateVectors(Vectors):
         return getattr(self.model, "fingerprint", None)
 
     def dot(self, queries, data):
-        # Exact MaxSim, so similarity ranks like search
+        # MaxSim, ranks like search
         if isinstance(queries, LateArray) and isinstance(data, LateArray) and queries.tokens is not None and data.tokens is not None:
             scores = maxsim(queries.tokens, queries.offsets, data.tokens, data.offsets, reduce=self.settings["reduce"])
             return scores.tolist()
@@ -238,7 +238,7 @@ class LateVectors(Vectors):
         return super().dot(np.asarray(queries), np.asarray(data))
 
     def saveembeddings(self, f, embeddings):
-        # FDE rows, tokens and offsets: checkpoints keep both
+        # Spool FDEs and tokens together
         spool = np.float32 if self.settings["dtype"] == "float32" else np.float16
         np.save(f, np.asarray(embeddings, dtype=np.float32), allow_pickle=False)
         np.save(f, np.asarray(embeddings.tokens, dtype=spool), allow_pickle=False)
@@ -283,5 +283,5 @@ def compatible(base, cls, version):
         )
 
 
-# Fail at import when txtai changed under us
+# Fail on unknown txtai
 compatible(Vectors, LateVectors, TXTAI)

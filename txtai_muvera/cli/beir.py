@@ -42,7 +42,7 @@ def readbeir(folder, split="test", limit=None):
                 continue
             qrels.setdefault(fields[0], {})[fields[1]] = int(fields[2])
 
-    # Queries judged in this split, in file order
+    # Judged queries, file order
     queries = {}
     for row in jsonl(paths["queries.jsonl"]):
         uid = str(row["_id"])

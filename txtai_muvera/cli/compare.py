@@ -34,7 +34,7 @@ class TxtaiPeer:
 
         self.evaluate, self.directory = evaluate, directory
 
-        # txtai index and its indexing figures
+        # txtai index and its figures
         self.embeddings, self.figures = None, None
 
     def buildindex(self):
@@ -89,7 +89,7 @@ class TxtaiPeer:
         queries, qrels = evaluate.queries, evaluate.qrels
         candidates, progress = evaluate.settings["candidates"], evaluate.progress
 
-        # MUVERA only, one query at a time, searched as deep as the re-ranker needs; ours answers each query right after
+        # MUVERA only, beside ours
         depth = max(DEPTH, candidates)
         indexes = [(embeddings, depth), (ours["muvera"], DEPTH)]
         (run, _), (latency, ourlatency) = interleavedsearch(indexes, queries, "txtai searching (MUVERA only)", progress)
@@ -97,7 +97,7 @@ class TxtaiPeer:
         modes = {"muvera": {**trecmetrics(qrels, muvera), **percentiles(latency), "ours_same_queries": percentiles(ourlatency)}}
         evaluate.logmetrics("txtai", MODES["muvera"], modes["muvera"])
 
-        # Exact MaxSim and MUVERA + re-rank scored with txtai's LateEncoder on pre-encoded token matrices
+        # Score with txtai's LateEncoder
         similarity = Similarity(evaluate.model, lateencode=True, gpu=evaluate.gpu)
         vectors = self.encodecorpus(similarity.lateencoder)
         qvectors = similarity.lateencoder.encode(list(queries.values()), "query").cpu()
@@ -113,7 +113,7 @@ class TxtaiPeer:
             modes["rerank"] = trecmetrics(qrels, rerank)
             evaluate.logmetrics("txtai", MODES["rerank"].format(candidates=candidates), modes["rerank"])
 
-            # Real Reranker latency on a subset of queries: it encodes every candidate text per query
+            # Reranker latency, query subset
             latency = self.rerankerlatency(Reranker(embeddings, similarity), rerank, ours["rerank"])
             modes["rerank"].update(latency)
 
@@ -145,7 +145,7 @@ class TxtaiPeer:
         for start in tqdm(range(0, len(texts), chunk), desc="txtai encoding data", unit="chunks", disable=not self.evaluate.progress):
             batch = encoder.encode(texts[start : start + chunk], "data").cpu()
 
-            # Padding rows are all zeros, true token rows are unit normalized (txtai's rule)
+            # Drop all-zero padding rows
             vectors.extend(matrix[matrix.abs().sum(dim=-1) > 0] for matrix in batch)
 
         return vectors
@@ -261,7 +261,7 @@ def txtairatios(results):
     peer = results["txtai"]["modes"]
     values = {"documents_per_second": results["index"]["documents_per_second"] / results["txtai"]["index"]["documents_per_second"]}
 
-    # Re-rank latency on the same query subset: how many times faster txtai_muvera answers
+    # Speedups on the same queries
     if "rerank" in peer and "ours_same_queries" in peer["rerank"]:
         values["rerank_speedup_p50"] = peer["rerank"]["p50_ms"] / peer["rerank"]["ours_same_queries"]["p50_ms"]
         values["rerank_speedup_p95"] = peer["rerank"]["p95_ms"] / peer["rerank"]["ours_same_queries"]["p95_ms"]

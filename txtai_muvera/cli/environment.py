@@ -28,7 +28,7 @@ def environment():
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "cuda": torch.cuda.is_available(),
-        # Other processes competing for the CPU skew timings
+        # CPU contention skews timings
         "loadavg": loadaverage(),
     }
 
@@ -104,7 +104,7 @@ def processmemory():
         # pylint: disable=C0415
         import resource
 
-        # ru_maxrss is in KiB on Linux and BSD
+        # ru_maxrss: KiB on Linux, BSD
         values["VmHWM"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     return {name: round(values[key], 1) if key in values else None for name, key in names.items()}

@@ -29,13 +29,12 @@ from .timing import interleavedsearch
 
 class Evaluate:
     """
-    Evaluates late-interaction retrieval on a BEIR folder in three modes: exact MaxSim over the whole corpus, MUVERA
-    candidates re-ranked with exact MaxSim, and MUVERA only. The corpus is encoded once; its token matrices serve the exact
-    mode and build the txtai index used for the MUVERA modes. A second index built from texts measures real end-to-end
-    indexing throughput. Optionally runs txtai's own late-interaction pipeline on the same model and data for comparison.
+    Evaluates late-interaction retrieval on a BEIR folder: exact MaxSim over the whole corpus, MUVERA + re-rank and
+    MUVERA only. The corpus is encoded once for the exact mode and the index; a second index built from texts measures
+    indexing throughput. Optionally compares txtai's own pipeline on the same model and data.
     """
 
-    # Parameters are the documented settings of the command
+    # One per command option
     def __init__(  # pylint: disable=R0913
         self,
         model,
@@ -83,7 +82,7 @@ class Evaluate:
         if isinstance(comparequeries, bool) or not isinstance(comparequeries, int) or comparequeries < 1:
             raise ValueError(f"comparequeries must be a positive integer, got {comparequeries!r}")
 
-        # Metrics library and index settings, checked before anything is loaded
+        # Check settings first
         pytreceval()
         self.block = dict(muvera or {})
         self.settings, self.params = readsettings(self.block)
@@ -92,13 +91,13 @@ class Evaluate:
         self.batchsize, self.gpu, self.compare, self.comparequeries = batchsize, gpu, compare, comparequeries
         self.compareepochs, self.comparelearn = compareepochs, comparelearn
 
-        # A learned encoding learns from spans of the texts encoded as queries, so its index is built from texts
+        # Learned encodings need texts
         self.learned = getattr(plugins.lookup("encodings", self.settings["encoding"]), "learned", False)
         if "lemur" in compare and not self.learned:
             raise ValueError('compare lemur needs a learned encoding: --muvera \'{"encoding": "lemur"}\'')
         self.progress = progress
 
-        # Dataset, optionally a sample of the corpus that keeps every judged document
+        # Dataset, optionally sampled
         if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
             raise ValueError(f"sample must be a positive integer, got {sample!r}")
         self.ids, self.texts, self.queries, self.qrels = readbeir(folder, split, queries)
@@ -106,10 +105,10 @@ class Evaluate:
         if self.sample:
             self.ids, self.texts = self.sample.pop("ids"), self.sample.pop("texts")
 
-        # Shared model cache of every txtai_muvera index this evaluation loads
+        # Shared model cache
         self.models = {}
 
-    # One pass over the evaluation steps, in order
+    # Steps run in order
     def __call__(self, sweep=None):  # pylint: disable=R0915
         """
         Runs the evaluation.
@@ -130,25 +129,25 @@ class Evaluate:
         }
 
         with tempfile.TemporaryDirectory(prefix="txtai-muvera-evaluate-") as directory:
-            # Encode the corpus and the queries once; a model that cannot load is a ConfigurationError
+            # Encode corpus and queries once
             encoder = registeredencoder(self.model, self.settings["encoder"], self.gpu, self.batchsize)
             start = time.perf_counter()
             matrices = encoder.encode(self.texts, category="data", progress=self.progress)
             encoding = time.perf_counter() - start
             qmatrices = encoder.encode(list(self.queries.values()), category="query", progress=self.progress)
 
-            # Learn queries of a learned encoding, as the index makes them, for txtai's LemurTrainer
+            # Learn queries for LemurTrainer
             learn = self.learnqueries(encoder) if "lemur" in self.compare else None
             del encoder
 
-            # Exact MaxSim over the whole corpus
+            # Exact MaxSim, whole corpus
             start = time.perf_counter()
             run = self.exactrun(matrices, qmatrices)
             exact = time.perf_counter() - start
             modes = {"exact": {**trecmetrics(self.qrels, run), "seconds": exact, "batched": True}}
             self.logmetrics("txtai-muvera", MODES["exact"], modes["exact"])
 
-            # txtai_muvera index built from the token matrices already encoded, then saved so each mode reloads it
+            # Index encoded tokens, save
             path = os.path.join(directory, "index")
             documents = zip(self.ids, self.texts if self.learned else matrices)
             label = "Indexing texts (encoding, training)" if self.learned else "Indexing token matrices"
@@ -160,7 +159,7 @@ class Evaluate:
             config = embeddings.config
             embeddings.close()
 
-            # Index dimensions and stored bytes per document
+            # FDE settings and storage
             fde = config["muvera"]
             results["settings"]["fde"] = {
                 key: fde.get(key) for key in ("repetitions", "hashes", "projection", "final", "projector", "normalize", "fill", "seed")
@@ -168,8 +167,7 @@ class Evaluate:
             results["settings"]["fde"]["dimensions"] = config["dimensions"]
             storage = storedbytes(path, len(self.ids))
 
-            # MUVERA + re-rank, MUVERA only and the sweep's candidate counts: one measurement per setting, all settings
-            # searched query by query in turn, so that machine load affects each alike; the table and the sweep share it
+            # Interleave settings: same load
             values = list(dict.fromkeys(([candidates] if candidates else []) + [0] + list(sweep or [])))
             measured = self.timedruns(path, config, values)
             latencies = {}
@@ -181,13 +179,12 @@ class Evaluate:
                 modes[mode] = {**trecmetrics(self.qrels, rows), **percentiles(latencies[mode]), "exact@10": agreement(run, rows)}
                 self.logmetrics("txtai-muvera", MODES[mode].format(candidates=value), modes[mode])
 
-            # txtai's LemurTrainer on the same token vectors and learn queries
+            # txtai's LemurTrainer
             if "lemur" in self.compare:
                 results["lemur"] = self.lemurrows(matrices, qmatrices, learn, run)
             del matrices, qmatrices
 
-            # Real end-to-end indexing from texts; its results must match the index built from token matrices (a learned
-            # encoding's index was built from texts already)
+            # Index texts end to end
             loads = [loadaverage()]
             if self.learned:
                 embeddings, seconds = self.loadindex(path, config, candidates), build
@@ -195,7 +192,7 @@ class Evaluate:
                 embeddings, seconds = self.buildindex(((uid, text, None) for uid, text in zip(self.ids, self.texts)), "Indexing texts (encoding)")
             loads.append(loadaverage())
 
-            # txtai's own pipeline indexes right after, so both timings see the same load on a shared machine
+            # txtai next, under the same load
             peer = TxtaiPeer(self, directory) if "txtai" in self.compare else None
             if peer:
                 peer.buildindex()
@@ -215,11 +212,11 @@ class Evaluate:
                 "loadavg": loads,
             }
 
-            # Candidates sweep, from the same measurements as the table
+            # Candidates sweep
             if sweep:
                 results["sweep"] = self.sweeprows(measured, sweep)
 
-            # txtai's own late-interaction pipeline, timed query by query alongside our indexes
+            # txtai's pipeline beside ours
             if peer:
                 ours = {"rerank": self.loadindex(path, config, candidates) if candidates else None, "muvera": self.loadindex(path, config, 0)}
                 results["txtai"] = peer(ours)
@@ -300,7 +297,7 @@ class Evaluate:
             run {query id: {document id: score}} with the top DEPTH documents of each query
         """
 
-        # Token vectors on the accelerator the gpu option picks (CPU otherwise)
+        # Score on the selected device
         device = LateEncoder.select(self.gpu)
         queries, qoffsets = pack(qmatrices)
         documents, doffsets = pack(matrices)
@@ -324,7 +321,7 @@ class Evaluate:
         # pylint: disable=C0415
         from txtai import Embeddings
 
-        # The index's own progress counts documents once encoded, so its rate is the real one
+        # Index shows its own progress
         embeddings = Embeddings(self.embeddingsconfig())
         if self.progress:
             tqdm.write(f"{description}: {len(self.ids):,} documents", file=sys.stderr)
@@ -424,7 +421,7 @@ class Evaluate:
         rows = []
         for value in values:
             run, latencies = measured[value]
-            # Fewer results than DEPTH: recall@100 does not apply
+            # recall@100 needs DEPTH results
             metrics = {name: score for name, score in trecmetrics(self.qrels, run).items() if value >= DEPTH or name != f"recall@{DEPTH}"}
             rows.append({"candidates": value, **metrics, **percentiles(latencies)})
             self.logmetrics("txtai-muvera", f"sweep, re-rank top {value}", rows[-1])

@@ -9,11 +9,10 @@ import json
 from .. import plugins
 from ..settings import DEFAULTS
 
-# Default grid: FDE repetitions, SimHash bits, inner projection widths (0 = identity), Count-Sketch final widths (None = off) and
-# empty partition filling, plus the encoding defaults as a baseline. Few SimHash bits and no filling often win on short documents.
+# Default grid; 0/None mean off
 REPETITIONS, HASHES, PROJECTIONS, FINALS, FILLS = (5, 10, 20), (3, 4), (8, 16), (None,), (True, False)
 
-# Objectives the recommendation minimises, each a sort key over grid points
+# Sort keys to minimize
 OBJECTIVES = {
     "work": lambda point: (point["work"], point["bytes"], point["depth"], -point["recall"]),
     "bytes": lambda point: (point["bytes"], point["depth"], -point["recall"]),
@@ -54,7 +53,7 @@ def configurations(
 
     grid = []
     for repetition, bits, projection, final, fill in itertools.product(repetitions, hashes, projections, finals, fills):
-        # Final widths at or above the encoding width only add collisions
+        # Skip finals that don't shrink
         width = repetition * (1 << bits) * projection if projection else None
         if final and width and final >= width:
             continue
@@ -63,7 +62,7 @@ def configurations(
         if params not in grid:
             grid.append(params)
 
-    # Defaults of the registered encoding
+    # Encoding defaults as baseline
     if baseline:
         defaults = inspect.signature(plugins.lookup("encodings", encoding)).parameters
         params = {key: defaults[key].default for key in ("repetitions", "hashes", "projection", "final", "fill") if key in defaults}
@@ -72,7 +71,7 @@ def configurations(
         if params not in grid:
             grid.append(params)
 
-    # Learned encodings, trained on the corpus
+    # Learned encodings
     grid.extend(dict(params) for params in learned if params not in grid)
 
     return grid
@@ -140,13 +139,13 @@ def recommendation(point, dtype=None, **settings):
 
     params = point["params"]
     if "encoding" in params:
-        # Another registered encoding: its own parameters, as tuned
+        # Other encodings, as tuned
         block = {"candidates": point["depth"], **params}
     else:
         block = {"candidates": point["depth"], "repetitions": params["repetitions"], "hashes": params["hashes"], "projection": params["projection"]}
         if params.get("final"):
             block["final"] = params["final"]
-        # Always explicit: the pasted block keeps meaning the same if the default changes
+        # Explicit: defaults may change
         if "fill" in params:
             block["fill"] = bool(params["fill"])
 

@@ -10,7 +10,7 @@ from ..core.ragged import pack
 from .environment import cputime
 from .metrics import CUTOFF, DEPTH, agreement, rankedrun, trecmetrics
 
-# txtai's recommended LemurTrainer settings, which training CPU time is extrapolated to
+# txtai's recommended settings
 EPOCHS, LEARN = 100, 100000
 
 
@@ -40,7 +40,7 @@ def txtailemur(documents, queries, learn, epochs, learnsubsetsize=None):
         rows = [x - mean for x in matrices]
         return [x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) for x in rows]
 
-    # CPU time of its two phases: targets (single-token MaxSim of the learn tokens) and the training epochs
+    # Time both training phases
     trainer, phases = LemurTrainer(), {}
 
     def timed(name, method):
@@ -60,7 +60,7 @@ def txtailemur(documents, queries, learn, epochs, learnsubsetsize=None):
     lemur = trainer.fit(documents, epochs=epochs, centermean=mean, learn=center(learn) if learn else None, **settings)
     seconds = cputime() - start
 
-    # Both phases scale linearly with the learn tokens, the epochs with their number
+    # Assume linear in tokens and epochs
     extra = {"epochs": epochs, "learnsubsetsize": learnsubsetsize or LEARN}
     if epochs:
         scale = LEARN / (learnsubsetsize or LEARN)
@@ -94,7 +94,7 @@ def candidaterows(name, qrows, drows, queries, documents, ids, qids, qrels, exac
     candidates = torch.topk(scores, min(DEPTH, scores.shape[1]), dim=1)
     alone = rankedrun(ids, qids, [list(zip(x.tolist(), y.tolist())) for x, y in zip(candidates.indices, candidates.values)])
 
-    # Exact MaxSim of each query's candidates
+    # Re-rank candidates with MaxSim
     reranked = []
     for x, rows in enumerate(candidates.indices.tolist()):
         flat, offsets = pack([documents[y] for y in rows])

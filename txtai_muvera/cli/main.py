@@ -10,7 +10,7 @@ import sys
 from ..errors import configuration
 
 
-# Same signature as every subcommand, args unused
+# Subcommand signature
 def plugins(args):  # pylint: disable=W0613
     """
     Prints what is registered with the plugin manager.
@@ -48,11 +48,11 @@ def evaluate(args):
     from .evaluate import Evaluate
     from .report import evaluationtable, pyplot, sweepplot
 
-    # Optional plotting library, checked before a long run
+    # Check matplotlib first
     if args.plot:
         pyplot()
 
-    # muvera: block from --muvera (JSON text or file), then the individual flags
+    # --muvera, then flags
     block = {}
     if args.muvera:
         text = args.muvera
@@ -67,7 +67,7 @@ def evaluate(args):
         if getattr(args, key) is not None:
             block[key] = getattr(args, key)
 
-    # Bad options and paths are one line (see main), not a traceback
+    # One-line config errors
     with configuration():
         evaluation = Evaluate(
             args.model,
@@ -87,7 +87,7 @@ def evaluate(args):
         )
     results = evaluation(sweep=[int(x) for x in args.sweep.split(",")] if args.plot else None)
 
-    # Table, then the optional JSON and plot files
+    # Table, JSON and plot
     print(evaluationtable(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -200,7 +200,7 @@ def fit(args):
     encoder = registeredencoder(args.model, gpu=not args.cpu, batchsize=args.batchsize)
     tokens, offsets = pack(encoder.encode(texts, "data", progress=not args.no_progress))
 
-    # Learn queries from spans of a sample of the texts, as an index trains
+    # Learn queries like an index
     lemur = Lemur(encoder.dimension, **block)
     lemur.learnfrom(texts, lambda queries: encoder.encode(queries, "query", progress=not args.no_progress))
 
@@ -212,7 +212,7 @@ def fit(args):
     return 0
 
 
-# One statement per option: splitting would scatter the command line
+# One statement per option
 def parser():  # pylint: disable=R0915
     """
     Builds the argument parser.
@@ -331,7 +331,7 @@ def main(argv=None):
 
     args = parser().parse_args(argv if argv is not None else sys.argv[1:])
 
-    # A configuration problem is one line naming it, like argparse's own errors
+    # One-line errors, like argparse
     try:
         return args.run(args)
     except (ConfigurationError, HubError) as error:

@@ -2,7 +2,7 @@
 Metrics module
 """
 
-# Retrieval depth of the metrics: nDCG@10 and MRR@10 read the top 10, recall@100 the top 100
+# Metric cutoff and recall depth
 CUTOFF, DEPTH = 10, 100
 
 
@@ -21,11 +21,11 @@ def trecmetrics(qrels, run):
 
     pytrec_eval = pytreceval()
 
-    # pytrec_eval skips queries with no results, they are counted as 0 below
+    # pytrec_eval skips empty runs
     run = {uid: {doc: float(score) for doc, score in (run.get(uid) or {}).items()} for uid in qrels}
     run = {uid: rows for uid, rows in run.items() if rows}
 
-    # MRR@10 is the reciprocal rank over the top 10 only (pytrec_eval sorts by score, then by document id)
+    # MRR@10: top 10, pytrec_eval ties
     top = {uid: dict(sorted(rows.items(), key=lambda row: (-row[1], row[0]))[:CUTOFF]) for uid, rows in run.items()}
 
     scores = pytrec_eval.RelevanceEvaluator(qrels, {f"ndcg_cut.{CUTOFF}", f"recall.{DEPTH}"}).evaluate(run)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .metrics import CUTOFF, DEPTH
 
-# Mode keys and the row labels of the evaluation table
+# Mode keys and table labels
 MODES = {"exact": "Exact MaxSim (whole corpus)", "rerank": "MUVERA + re-rank top {candidates}", "muvera": "MUVERA only"}
 
 
@@ -59,7 +59,7 @@ def evaluationtable(results):
 
     lines.extend(["", *notes[:1]] if notes else [])
 
-    # Learned candidates beside txtai's LemurTrainer on the same token vectors
+    # Learned vs txtai's LemurTrainer
     if "lemur" in results:
         lines.extend(learnedrows(results))
 
@@ -282,7 +282,7 @@ def tuningtable(results):
             f"({encodinglabel(top['params'])}, {top['depth']} candidates). Add deeper --depths or larger configurations."
         )
 
-    # Verification through a real txtai index
+    # Verification
     if "verify" in results:
         verify = results["verify"]
         lines.extend(

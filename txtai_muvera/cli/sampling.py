@@ -10,7 +10,7 @@ import numpy as np
 
 from .beir import readbeir, readcorpus, readqueries
 
-# Synthetic queries: default count and span length in words (SciFact claims and typical search queries are 5-20 words)
+# Synthetic query defaults
 SYNTHETIC, MINWORDS, MAXWORDS = 200, 6, 20
 
 
@@ -59,7 +59,7 @@ def tuningset(corpus, split, queryfile, queries, sample, rng):
 
     path = Path(corpus)
 
-    # Documents, with the judged queries of a BEIR split
+    # Documents and judged queries
     texts, kind = None, None
     if split:
         if not path.is_dir():
@@ -75,14 +75,14 @@ def tuningset(corpus, split, queryfile, queries, sample, rng):
         if not texts:
             raise ValueError(f"{queryfile} has no queries")
 
-    # Random sample of the documents, in corpus order
+    # Sample, in corpus order
     if sample and sample < len(ids):
         chosen = np.sort(rng.choice(len(ids), sample, replace=False))
         rest = np.setdiff1d(np.arange(len(ids)), chosen)
     else:
         chosen, rest = np.arange(len(ids)), np.zeros(0, dtype=np.int64)
 
-    # Without queries, spans of documents outside the searched corpus: documents left out by the sample, else held out
+    # Spans of unsearched documents
     if texts is None:
         count = queries if queries else min(SYNTHETIC, max(1, len(chosen) // 10))
         texts, sources = spans([documents[x] for x in (rest if len(rest) >= count else chosen)], count, rng)
@@ -112,7 +112,7 @@ def spans(documents, count, rng):
         (query texts, positions of their source documents)
     """
 
-    # Documents with enough words to cut a span from
+    # Long enough documents
     usable = [x for x, text in enumerate(documents) if len(text.split()) >= MINWORDS]
     if len(usable) < count:
         raise ValueError(f"{count} synthetic queries need {count} documents with at least {MINWORDS} words, found {len(usable)}")
@@ -120,12 +120,12 @@ def spans(documents, count, rng):
     sources = sorted(rng.choice(usable, count, replace=False).tolist())
     queries = []
     for x in sources:
-        # Sentences long enough for a span, else the whole text
+        # Long sentences, else all
         sentences = [sentence.split() for sentence in re.split(r"(?<=[.!?])\s+", documents[x])]
         sentences = [words for words in sentences if len(words) >= MINWORDS] or [documents[x].split()]
         words = sentences[rng.integers(len(sentences))]
 
-        # Random window inside that sentence
+        # Random window in the sentence
         length = min(len(words), int(rng.integers(MINWORDS, MAXWORDS + 1)))
         start = int(rng.integers(len(words) - length + 1))
         queries.append(" ".join(words[start : start + length]))

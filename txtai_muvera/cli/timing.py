@@ -25,7 +25,7 @@ def interleavedsearch(indexes, queries, description, progress):
         (runs, latencies): per index, {query id: {document id: score}} and latencies in seconds
     """
 
-    # Warm up, untimed: the first search loads lazily initialised state
+    # Warm up lazy state, untimed
     for index, depth in indexes:
         index.search(next(iter(queries.values())), depth)
 

@@ -19,28 +19,26 @@ from .grid import OBJECTIVES, configurations, frontier, recommend, recommendatio
 from .ranking import exactranking
 from .sampling import tuningset
 
-# Results per query that recall is measured on: the exact MaxSim top 10
+# Exact top k that recall uses
 CUTOFF = 10
 
-# Default candidate depths, re-ranked with exact MaxSim
+# Default candidate depths
 DEPTHS = (10, 25, 50, 100, 200, 500, 1000)
 
-# Elements of each intermediate tensor: bounds memory of FDE blocks and rank comparisons
+# Elements per temporary tensor
 BUDGET = 1 << 24
 
 
 class Tune:
     """
-    Tunes MUVERA for a model and a corpus. Encodes the corpus and queries once, ranks the corpus with exact MaxSim, then
-    measures, for every FDE configuration of a grid and every candidate depth, recall@10 of the FDE candidates with respect
-    to the exact MaxSim top 10: the fraction of the exact top 10 found among the top `depth` FDE candidates. Re-ranking those
-    candidates with exact MaxSim puts exactly those documents in the top 10, so this is also the recall@10 of MUVERA + re-rank
-    against exact MaxSim over the whole corpus.
+    Tunes MUVERA for a model and a corpus: for every grid configuration and candidate depth, measures the share of the
+    exact MaxSim top 10 found among the FDE candidates. Re-ranking puts exactly those in the top 10, so this is also the
+    recall@10 of MUVERA + re-rank against exact MaxSim.
 
     Without queries, spans of documents left out of the searched corpus serve as queries (see spans).
     """
 
-    # Parameters are the documented settings of the command
+    # One per command option
     def __init__(  # pylint: disable=R0913
         self,
         model,
@@ -88,7 +86,7 @@ class Tune:
                            bytes per document count it
         """
 
-        # Validate settings before anything is loaded
+        # Validate before loading
         if split and queryfile:
             raise ValueError("use either split (BEIR queries) or queryfile, not both")
         if not 0 < target <= 1:
@@ -145,7 +143,7 @@ class Tune:
         matrices = encoder.encode(self.texts, category="data", progress=self.progress)
         qmatrices = encoder.encode(self.queries, category="query", progress=self.progress)
 
-        # Learned encodings encode their learn queries with the same model, as an index does
+        # Learn queries, same model
         self.queryencoder = lambda texts: encoder.encode(texts, category="query", progress=self.progress)
 
         return matrices, qmatrices
@@ -167,29 +165,29 @@ class Tune:
         queries, qoffsets = pack(qmatrices)
         documents, queries = torch.from_numpy(documents), torch.from_numpy(queries)
 
-        # Exact MaxSim top 10 of every query over the whole corpus
+        # Exact MaxSim top 10 per query
         start = time.perf_counter()
         ranking = exactranking(queries, qoffsets, documents, doffsets, CUTOFF, progress=self.progress)
         top = torch.tensor([[x for x, _ in rows] for rows in ranking], dtype=torch.int64)
         seconds = time.perf_counter() - start
 
-        # Depths past the corpus size all mean "every document"
+        # Clamp depths to corpus size
         depths = sorted({min(depth, len(matrices)) for depth in self.depths})
 
-        # Cost model: FDE scan of the corpus plus exact MaxSim of the candidates, in multiply-adds per query
+        # Cost: FDE scan + MaxSim
         dimension = documents.shape[1]
         dtokens, qtokens = float(doffsets[-1] / len(matrices)), float(qoffsets[-1] / len(qmatrices))
 
-        # Candidate bytes per document: stored as the index stores them
+        # Bytes per FDE row, as stored
         itemsize = np.dtype(self.encodingdtype or DEFAULTS["encodingdtype"]).itemsize
 
-        # Recall of every FDE configuration at every depth
+        # Recall per encoding and depth
         rows = []
         for params in tqdm(self.grid, desc="Encodings", unit="configs", disable=not self.progress):
             name = params.get("encoding", self.encoding)
             encoding = plugins.lookup("encodings", name)(dimension=dimension, **{k: v for k, v in params.items() if k != "encoding"})
 
-            # A learned encoding trains on the corpus first, as an index does
+            # Train learned encodings first
             training = 0.0
             if getattr(encoding, "learned", False) and encoding.train:
                 start = time.perf_counter()
@@ -215,7 +213,7 @@ class Tune:
             if training:
                 rows[-1]["learncategory"] = (getattr(encoding, "statistics", None) or {}).get("learncategory")
 
-        # Grid points, frontier and recommendation
+        # Frontier and recommendation
         points = [
             {
                 "params": row["params"],
@@ -245,12 +243,12 @@ class Tune:
         }
 
         if best:
-            # The configured encoder goes in the block, so that the verified index and the pasted block use it
+            # Block names a custom encoder
             encoder = self.encoder if self.encoder != DEFAULTS["encoder"] else None
             block = recommendation(best, self.dtype, encoder=encoder, encodingdtype=self.encodingdtype)
             results["recommended"] = {**best, "block": block, "yaml": yamlblock(block)}
 
-            # Real txtai index with the recommended block
+            # Verify with a real txtai index
             if verify:
                 results["verify"] = self.verify(block, matrices, top)
 
@@ -276,21 +274,21 @@ class Tune:
 
         config = indexconfig(self.model, block, self.gpu, self.batchsize)
 
-        # A learned encoding learns from spans of the texts encoded as queries, so its index is built from texts
+        # Learned encodings need texts
         learned = getattr(plugins.lookup("encodings", block.get("encoding", DEFAULTS["encoding"])), "learned", False)
         embeddings = Embeddings(config)
         data = self.texts if learned else matrices
         documents = tqdm(zip(self.ids, data), total=len(self.ids), desc="Verifying: indexing", unit="docs", disable=not self.progress)
         embeddings.index((uid, x, None) for uid, x in documents)
 
-        # Search every query through the index, CUTOFF results each
+        # Search all queries
         start, results = time.perf_counter(), []
         for x in tqdm(range(0, len(self.queries), 32), desc="Verifying: searching", unit="batches", disable=not self.progress):
             results.extend(embeddings.batchsearch(self.queries[x : x + 32], top.shape[1]))
         seconds = time.perf_counter() - start
         embeddings.close()
 
-        # Fraction of the exact top 10 that search returns
+        # Share of exact top 10 found
         found = [len({row["id"] for row in rows} & {self.ids[x] for x in exact}) for rows, exact in zip(results, top.tolist())]
         return {"block": block, "recall": sum(found) / top.numel(), "queries": len(results), "seconds": seconds}
 
@@ -315,7 +313,7 @@ def fderanks(encoding, queries, qoffsets, documents, doffsets, top):
     count = len(doffsets) - 1
     qfdes = torch.from_numpy(encoding(queries, qoffsets, "query"))
 
-    # FDE scores of every document, documents encoded chunk by chunk to bound memory
+    # Score in chunks, bounds memory
     scores = torch.empty((qfdes.shape[0], count), dtype=torch.float32)
     step = max(1, BUDGET // encoding.dimensions)
     for start in range(0, count, step):
@@ -323,7 +321,7 @@ def fderanks(encoding, queries, qoffsets, documents, doffsets, top):
         fdes = encoding(documents[doffsets[start] : doffsets[end]], doffsets[start : end + 1] - doffsets[start], "data")
         scores[:, start:end] = qfdes @ torch.from_numpy(fdes).T
 
-    # Count the documents ranked before each exact top document, a block of queries at a time
+    # Rank exact top documents
     targets, positions = scores.gather(1, top), torch.arange(count)
     results = torch.empty_like(top)
     step = max(1, BUDGET // (top.shape[1] * count))

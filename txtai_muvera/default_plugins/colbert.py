@@ -14,5 +14,5 @@ def register_encoders(register):
         register: callback
     """
 
-    # Lazy path: listing plugins skips torch
+    # Lazy: listing skips torch
     register("colbert", "txtai_muvera.core.encoder:LateEncoder")

@@ -14,5 +14,5 @@ def register_encodings(register):
         register: callback
     """
 
-    # Lazy path: listing plugins skips torch
+    # Lazy: listing skips torch
     register("muvera", "txtai_muvera.core.fde:FDE")

@@ -14,5 +14,5 @@ def register_stores(register):
         register: callback
     """
 
-    # Lazy path: listing plugins skips torch
+    # Lazy: listing skips torch
     register("tokens", "txtai_muvera.core.store:TokenStore")
