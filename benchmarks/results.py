@@ -25,7 +25,8 @@ CANDIDATES = "Candidate search on real token vectors"
 
 def write(heading, body, path=RESULTS):
     """
-    Replaces (or appends) one "## heading" section of RESULTS.md, leaving every other section alone.
+    Replaces (or appends) the generated part of one "## heading" section of RESULTS.md: the text up to the next heading,
+    so written "### " subsections and other sections stay.
 
     Args:
         heading: section heading without the leading ##
@@ -37,8 +38,8 @@ def write(heading, body, path=RESULTS):
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
     section = f"## {heading}\n\n{body.strip()}\n"
 
-    # Section runs from its heading to the next level 2 heading
-    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.M | re.S)
+    # Generated part: up to the next heading of any level
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^##+ |\Z)", re.M | re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
     else:

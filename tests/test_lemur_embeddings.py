@@ -212,6 +212,27 @@ def test_delegated_search(pylate_model, encoder, tmp_path, search):
     assert [r["id"] for r in loaded.search("frog", 3)] == [r["id"] for r in embeddings.search("frog", 3)]
 
 
+def test_int8_tokens_certified(pylate_model, tmp_path):
+    # The smallest learned index: int8 tokens, certified re-rank returns what exact re-rank of the same tokens returns
+    indexes = {}
+    for precision in ("exact", "certified"):
+        indexes[precision] = Embeddings(late(pylate_model, dtype="int8", precision=precision, **SMALL))
+        indexes[precision].index(TEXTS)
+
+    exact, certified = indexes["exact"], indexes["certified"]
+    assert np.array_equal(np.asarray(exact.ann.fdes), np.asarray(certified.ann.fdes))
+    for query in ["virus cases", "frog species", TEXTS[7]]:
+        expected, found = exact.search(query, 5), certified.search(query, 5)
+        assert [r["id"] for r in found] == [r["id"] for r in expected]
+        assert np.allclose([r["score"] for r in found], [r["score"] for r in expected], atol=1e-5)
+
+    # Saved and loaded, the settings and the results stay
+    certified.save(str(tmp_path / "certified"))
+    loaded = Embeddings().load(str(tmp_path / "certified"))
+    assert loaded.config["muvera"]["dtype"] == "int8" and loaded.config["muvera"]["precision"] == "certified"
+    assert [r["id"] for r in loaded.search("frog species", 5)] == [r["id"] for r in certified.search("frog species", 5)]
+
+
 def test_bad_settings(pylate_model):
     # txtai wraps errors raised while it creates a Vectors method in an ImportError: ours is its cause
     for muvera, message in [
