@@ -11,7 +11,8 @@ import torch
 
 from tqdm.auto import tqdm
 
-from .lemur import FeatureNetwork, LemurModel, bfloat16
+from .lemurfeatures import FeatureNetwork
+from .lemurmodel import LemurModel, bfloat16
 from .maxsim import chunks, segmax
 
 logger = logging.getLogger(__name__)
