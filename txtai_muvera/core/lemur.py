@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .lemurartifact import ArtifactError
+from .lemurfit import DEFAULTS, fit
 from .lemurmodel import LemurModel
 from .reservoir import Reservoir
 
@@ -38,28 +39,28 @@ class Lemur:
     def __init__(
         self,
         dimension,
-        dimensions=2048,
+        dimensions=DEFAULTS["dimensions"],
         path=None,
         train=None,
-        epochs=30,
-        patience=4,
-        targets=1024,
-        learn=60000,
-        sample=16384,
-        hidden=512,
-        layers=1,
-        activation="gelu",
-        validation=0.1,
-        batch=1024,
-        lr=3e-3,
-        schedule="cosine",
+        epochs=DEFAULTS["epochs"],
+        patience=DEFAULTS["patience"],
+        targets=DEFAULTS["targets"],
+        learn=DEFAULTS["learn"],
+        sample=DEFAULTS["sample"],
+        hidden=DEFAULTS["hidden"],
+        layers=DEFAULTS["layers"],
+        activation=DEFAULTS["activation"],
+        validation=DEFAULTS["validation"],
+        batch=DEFAULTS["batch"],
+        lr=DEFAULTS["lr"],
+        schedule=DEFAULTS["schedule"],
         ridge=0.01,
-        center=True,
-        trainprecision="auto",
+        center=DEFAULTS["center"],
+        trainprecision=DEFAULTS["precision"],
         encodeprecision="auto",
         learncategory="query",
         minimum=100,
-        seed=42,
+        seed=DEFAULTS["seed"],
     ):
         """
         Creates a LEMUR encoding.
@@ -200,35 +201,15 @@ class Lemur:
             training statistics
         """
 
-        # Imported on use: training code is not needed to search, and lemurfit imports this module
-        from .lemurfit import fit  # pylint: disable=C0415,R0401
-
-        names = (
-            "epochs",
-            "patience",
-            "targets",
-            "learn",
-            "sample",
-            "hidden",
-            "layers",
-            "activation",
-            "validation",
-            "batch",
-            "lr",
-            "schedule",
-            "center",
-            "seed",
-        )
         querytokens = self.querytokens if self.params["learncategory"] == "query" else None
         self.model, self.statistics = fit(
             flat,
             offsets,
-            self.params["dimensions"],
             device=device,
             progress=progress,
             precision=self.params["trainprecision"],
             querytokens=querytokens,
-            **{k: self.params[k] for k in names},
+            **{k: v for k, v in self.params.items() if k in DEFAULTS},
         )
         self.model.ridge, self.model.precision, self.querytokens = self.params["ridge"], self.params["encodeprecision"], None
         self.statistics["learncategory"] = "query" if querytokens is not None else "data"

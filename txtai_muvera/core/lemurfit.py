@@ -20,32 +20,54 @@ logger = logging.getLogger(__name__)
 # Elements of each (learn tokens x document tokens) product chunk while building targets
 BUDGET = 1 << 25
 
+# Training defaults, also the lemur encoding's
+DEFAULTS = {
+    "dimensions": 2048,
+    "hidden": 512,
+    "layers": 1,
+    "activation": "gelu",
+    "epochs": 30,
+    "patience": 4,
+    "targets": 1024,
+    "learn": 60000,
+    "sample": 16384,
+    "validation": 0.1,
+    "batch": 1024,
+    "lr": 3e-3,
+    "schedule": "cosine",
+    "clip": 0.5,
+    "queryscale": 32,
+    "center": True,
+    "precision": "auto",
+    "seed": 42,
+}
+
 
 # pylint: disable=R0913,R0914,R0917
 # The training loop reads top to bottom, one step after another
 def fit(  # pylint: disable=R0915
     tokens,
     offsets,
-    dimensions=2048,
-    hidden=512,
-    layers=1,
-    activation="gelu",
-    epochs=30,
-    patience=4,
-    targets=1024,
-    learn=60000,
-    sample=16384,
-    validation=0.1,
-    batch=1024,
-    lr=3e-3,
-    schedule="cosine",
-    clip=0.5,
-    queryscale=32,
-    center=True,
-    precision="auto",
+    dimensions=DEFAULTS["dimensions"],
+    hidden=DEFAULTS["hidden"],
+    layers=DEFAULTS["layers"],
+    activation=DEFAULTS["activation"],
+    epochs=DEFAULTS["epochs"],
+    patience=DEFAULTS["patience"],
+    targets=DEFAULTS["targets"],
+    learn=DEFAULTS["learn"],
+    sample=DEFAULTS["sample"],
+    validation=DEFAULTS["validation"],
+    batch=DEFAULTS["batch"],
+    lr=DEFAULTS["lr"],
+    schedule=DEFAULTS["schedule"],
+    clip=DEFAULTS["clip"],
+    queryscale=DEFAULTS["queryscale"],
+    center=DEFAULTS["center"],
+    precision=DEFAULTS["precision"],
     device=None,
     progress=None,
-    seed=42,
+    seed=DEFAULTS["seed"],
     querytokens=None,
 ):
     """
