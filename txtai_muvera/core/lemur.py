@@ -12,10 +12,10 @@ from .lemurfit import DEFAULTS, fit
 from .lemurmodel import LemurModel
 from .reservoir import Reservoir
 
-# Tokens of a ColBERT query (text plus [MASK] expansion), used to size the texts encoded as queries for learn tokens
+# Tokens of an expanded ColBERT query
 QUERYTOKENS = 32
 
-# Words of a learn query: a random span of a document text, about as long as a real query
+# Words per learn query
 SPAN = (4, 16)
 
 
@@ -23,16 +23,15 @@ class Lemur:
     """
     LEMUR learned candidate encoding, registered as "lemur" (muvera: {encoding: lemur}).
 
-    Trained on the collection when an index is built (the Muvera backend calls fit with the stored token vectors), or
-    loaded from a trained artifact folder (path). Documents are encoded with the stored sample, so upserts need no
-    retraining. A collection too small to train on falls back to MUVERA: fallback() switches this encoding to an FDE and
-    config() then describes that FDE, so the index records what it was built with.
+    Fits on the collection when an index is built, or loads a trained artifact (path). Documents are encoded with the
+    stored sample, so upserts need no retraining. A collection too small to train on falls back to MUVERA (usefallback),
+    and config() then records that FDE.
 
     >>> Lemur(16, dimensions=64).dimensions
     64
     """
 
-    # Documents are encoded after training, from the stored tokens, by the index backend
+    # Documents encode after training
     learned = True
 
     # pylint: disable=R0913,R0914,R0917
@@ -95,7 +94,7 @@ class Lemur:
         for name, value, least in (("dimensions", dimensions, 1), ("minimum", minimum, 2), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise ValueError(f"lemur {name} must be an integer >= {least}, got {value!r}")
-        # "not ridge >= 0" also refuses NaN, which "ridge < 0" would let through
+        # Negated to refuse NaN
         # pylint: disable-next=C0117
         if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
             raise ValueError(f"lemur ridge must be a number >= 0, got {ridge!r}")
@@ -131,7 +130,7 @@ class Lemur:
             "seed": int(seed),
         }
 
-        # Fitted model and MUVERA fallback; learn tokens encoded as queries, handed over by the vectors model
+        # Fitted state and learn query tokens
         self.model, self.fallback, self.statistics, self.querytokens = None, None, None, None
         self.attach(path)
 
@@ -201,6 +200,7 @@ class Lemur:
             training statistics
         """
 
+        # Train with shared parameters
         querytokens = self.querytokens if self.params["learncategory"] == "query" else None
         self.model, self.statistics = fit(
             flat,
@@ -233,11 +233,10 @@ class Lemur:
 
     def learnsample(self):
         """
-        Creates the sample of document texts that learn queries are made from: enough texts for the learn tokens (a query
-        has 32 tokens), or None when this encoding does not learn from queries.
+        Creates the sample of document texts that learn queries are made from, sized for the learn tokens.
 
         Returns:
-            Reservoir or None
+            Reservoir, or None when this encoding does not learn from queries
         """
 
         if not self.train or self.model is not None or self.fallback is not None or self.params["learncategory"] != "query":
@@ -274,8 +273,8 @@ class Lemur:
 
     def spans(self, texts):
         """
-        Learn query texts: a random span of 4 to 16 words of each document text. Encoded as queries, short spans carry
-        the [MASK] expansion tokens real queries have, which whole documents (truncated at the query length) do not.
+        Learn query texts: a random span of SPAN words of each document text. Encoded as queries, short spans get the
+        [MASK] expansion tokens of real queries, which truncated whole documents do not.
 
         Args:
             texts: document texts

@@ -12,13 +12,13 @@ from safetensors.torch import save_file
 
 from .lemurfeatures import ACTIVATIONS
 
-# Artifact files, the layout of txtai 9.14's LEMUR artifacts
+# txtai 9.14 LEMUR artifact files
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
-# Keys of the artifact config.json: exactly the ones txtai's LemurModel accepts, so artifacts load both ways
+# Keys txtai's LemurModel accepts
 KEYS = ("modeltype", "inputdim", "hiddendim", "finalhiddendim", "layers", "activation", "queryscale", "seed", "outputdim", "training")
 
-# Largest config.json read: real ones are a few hundred bytes
+# Largest config.json read
 CONFIGBYTES = 1 << 20
 
 
@@ -42,7 +42,7 @@ def writeartifact(path, model):
         json.dump(model.config, f, indent=2, sort_keys=True)
         f.write("\n")
 
-    # Feature weights without the training readout, then the LEMUR state
+    # Weights, without the readout
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.network.state_dict().items() if not name.startswith("outputlayer.")}
     tensors["lemur.mean"] = torch.tensor([model.mean], dtype=torch.float32)
     tensors["lemur.std"] = torch.tensor([model.std], dtype=torch.float32)
@@ -88,7 +88,7 @@ def readartifact(path):
     dimension = config["inputdim"]
     if sample.dim() != 2 or sample.shape[1] != dimension or not sample.shape[0]:
         raise ArtifactError(f"{weights}: lemur.sample has shape {tuple(sample.shape)}, expected (tokens x {dimension})")
-    # Negated so that a NaN std fails too (NaN <= 0 is False)
+    # Negated so a NaN std fails too
     if mean.numel() != 1 or std.numel() != 1 or not float(std.reshape(-1)[0]) > 0:  # pylint: disable=C0117
         raise ArtifactError(f"{weights}: lemur.mean and lemur.std must be single values with std > 0")
     if center is not None and tuple(center.shape) != (dimension,):
@@ -124,7 +124,7 @@ def readconfig(path):
             raise
         raise ArtifactError(f"{name} is corrupt: {error}") from error
 
-    # An encoder model folder also has a config.json: LEMUR configs have a modeltype
+    # Encoders have a config.json too
     if not isinstance(config, dict) or "modeltype" not in config:
         raise ArtifactError(f"{path} is not a LEMUR artifact ({name} has no modeltype), train one with txtai-muvera fit")
 

@@ -51,7 +51,7 @@ class FeatureNetwork(torch.nn.Module):
         if modeltype == "elm":
             modules = [RandomFeatures(inputdim, finalhiddendim, activation), torch.nn.LayerNorm(finalhiddendim, elementwise_affine=False)]
         elif modeltype == "mlp":
-            # layers - 1 hidden layers, then the output layer, each Linear + LayerNorm + activation
+            # Hidden layers, then output
             modules, widths = [], [inputdim] + [hiddendim] * (layers - 1)
             for x, width in enumerate(widths):
                 output = finalhiddendim if x == len(widths) - 1 else hiddendim

@@ -13,7 +13,7 @@ from .lemurartifact import CONFIG, WEIGHTS, ArtifactError, readartifact, writear
 from .lemurfeatures import FeatureNetwork
 from .maxsim import chunks, segmax
 
-# Elements of each (sample tokens x document tokens) product chunk while encoding documents
+# Elements per product chunk
 BUDGET = 1 << 25
 
 
@@ -49,7 +49,7 @@ class LemurModel:
         self.center = center.float() if center is not None else None
         self.dimension, self.dimensions = int(config["inputdim"]), int(config["finalhiddendim"])
 
-        # (Regularized) pseudo-inverse of the sample features, computed on first document
+        # Pseudo-inverse, built on first use
         self.ridge, self.pinv = float(ridge), None
         self.precision = precision
 
@@ -108,12 +108,12 @@ class LemurModel:
         if self.pinv is None:
             self.pinv = pseudoinverse(self.network.features(self.sample).float(), self.ridge)
 
-        # Products in bfloat16 where faster: the weights are least squares over targets rounded far below their spread
+        # bfloat16 error << targets' spread
         dtype = torch.bfloat16 if self.precision == "auto" and bfloat16(self.sample.device.type) else torch.float32
         tokens, sample = self.prepare(tokens).to(dtype), self.sample.to(dtype)
         rows = torch.zeros((len(offsets) - 1, self.dimensions), dtype=torch.float32)
         for start, end in chunks(offsets, max(1, BUDGET // len(self.sample))):
-            # Best document token for every sample token, standardized like the training targets
+            # Standardized targets
             part = tokens[offsets[start] : offsets[end]]
             targets = (segmax(sample, part, offsets[start : end + 1] - offsets[start]).float() - self.mean) / self.std
             rows[start:end] = (self.pinv @ targets).T
@@ -148,7 +148,7 @@ class LemurModel:
         config, tensors, (mean, std, sample, center) = readartifact(path)
         weights = os.path.join(path, WEIGHTS)
 
-        # Feature network: every weight present with its shape
+        # Every weight, with its shape
         network = FeatureNetwork(**{k: config[k] for k in ("modeltype", "inputdim", "hiddendim", "finalhiddendim", "layers", "activation")})
         try:
             network.load_state_dict({k: v.float() for k, v in tensors.items()})
@@ -170,7 +170,7 @@ def pseudoinverse(features, ridge=0.0):
         (dimensions x sample) tensor
     """
 
-    # Ridge: (F'F + ridge * mean eigenvalue * I)^-1 F', in float64 for a well-conditioned solve
+    # Ridge solve, float64 for stability
     if ridge:
         features = features.double()
         gram = features.T @ features
@@ -186,8 +186,8 @@ def pseudoinverse(features, ridge=0.0):
 @functools.lru_cache(maxsize=None)
 def bfloat16(device):
     """
-    Tells whether bfloat16 makes LEMUR's training and encoding products faster on a device: always on CUDA with bf16 support, on
-    CPU when a measured bfloat16 product beats float32 by a clear margin (CPUs without native bf16 instructions are slower).
+    Tells whether bfloat16 products are faster on a device: CUDA with bf16 support, or a CPU where a timed bfloat16
+    product clearly beats float32 (CPUs without native bf16 instructions are slower).
 
     Args:
         device: device type string
