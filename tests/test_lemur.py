@@ -11,9 +11,11 @@ import torch
 from txtai.models.pooling.lemur import Lemur as TxtaiLemur
 from txtai.pipeline.train.lemur import LemurTrainer
 
-from txtai_muvera.core import lemur
-from txtai_muvera.core.lemur import ArtifactError, Lemur, LemurModel
+from txtai_muvera.core import lemurmodel
+from txtai_muvera.core.lemur import Lemur
+from txtai_muvera.core.lemurartifact import ArtifactError
 from txtai_muvera.core.lemurfit import fit
+from txtai_muvera.core.lemurmodel import LemurModel
 from txtai_muvera.core.maxsim import segmax
 from txtai_muvera.core.ragged import pack
 
@@ -141,14 +143,14 @@ def test_encode_precision(monkeypatch):
     model, _ = fit(flat, offsets, dimensions=16, epochs=2, progress=False)
     exact = encode(model, matrices, "data")
 
-    monkeypatch.setattr(lemur, "bfloat16", lambda device: True)
+    monkeypatch.setattr(lemurmodel, "bfloat16", lambda device: True)
     model.precision = "auto"
     rounded = encode(model, matrices, "data")
     assert not np.array_equal(rounded, exact)
     np.testing.assert_allclose(rounded, exact, rtol=0.05, atol=0.05 * np.abs(exact).max())
 
     # A device without fast bfloat16 keeps float32 under "auto"
-    monkeypatch.setattr(lemur, "bfloat16", lambda device: False)
+    monkeypatch.setattr(lemurmodel, "bfloat16", lambda device: False)
     np.testing.assert_array_equal(encode(model, matrices, "data"), exact)
 
     with pytest.raises(ValueError, match="encodeprecision"):

@@ -11,7 +11,8 @@ import torch
 from . import plugins
 from .core.files import IndexFileError
 from .core.integrity import verify
-from .core.lemur import ArtifactError, LemurModel
+from .core.lemurartifact import ArtifactError
+from .core.lemurmodel import LemurModel
 from .core.quantize import dequantize
 from .core.scan import fderows
 from .core.store import blocks

@@ -46,7 +46,7 @@ def take(base, tail, index):
     if index.min() >= size:
         return tail[index - size]
 
-    # Mixed: split reads between both parts
+    # Mixed reads
     inbase = index < size
     output = np.empty((len(index),) + base.shape[1:], dtype=base.dtype)
     output[inbase] = base[index[inbase]]

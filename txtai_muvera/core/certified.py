@@ -1,21 +1,18 @@
 """
 Certified top-k module
 
-Exact MaxSim top k at int8 speed. Every (query, document) pair is first scored with int8 products (exact int32
-accumulation), a rigorous bound on the difference to the float32 score is computed per document, and only the documents
-whose upper bound can still reach the k-th best exact score are scored again in float32. Returned ids, order and scores
-are those of float32 MaxSim (maxsim.maxsim + maxsim.rank).
+Exact MaxSim top k at int8 speed. Every (query, document) pair is screened with int8 products (exact int32 sums) and a
+rigorous bound on the difference to float32 MaxSim; only documents whose upper bound can reach the k-th best exact score
+are scored again in float32. Ids, order and scores are those of maxsim.rank(maxsim.maxsim(...)).
 
-Error bound. A query token q is quantized as q = s * Q + rq (Q int8, s = max|q| / 127, rq the residual), a document's
-tokens as d = t * D + rd with one scale t per document so that the max over its tokens can run on the integers. Then
+Error bound. A query token is q = s * Q + rq (Q int8, s = max|q| / 127), a document's tokens d = t * D + rd with one scale
+t per document, so the max over its tokens runs on the integers. Then (Cauchy-Schwarz, max over the document's tokens)
 
     q . d - s * t * (Q . D) = s * Q . rd + rq . d,   |.| <= s * |Q| * max|rd| + |rq| * max|d|
 
-(Cauchy-Schwarz, max over the document's tokens). Q . D is exact in int32 and s * t > 0, so the max over document tokens
-of the screened products is the screened max, and |max_t a_t - max_t b_t| <= max_t |a_t - b_t|: summing the per query
-token terms bounds the MaxSim difference. The float32 score itself is within (d + n + 4) * u * sum_i |q_i| * max|d| of
-the real value (u = 2^-24, d the width, n query tokens: dot products, then the sum over query tokens), counted twice
-over for safety and added. Norms and screened sums are computed in float64.
+Q . D is exact in int32 and s * t > 0, so the max of screened products is the screened max, and |max a - max b| <=
+max |a - b|: summing over query tokens bounds the MaxSim difference. float32 MaxSim is within (d + n + 4) * u * sum |q| *
+max|d| of the real value (u = 2^-24, d the width, n query tokens), counted twice and added. Norms and sums are float64.
 """
 
 import functools
@@ -29,13 +26,13 @@ from .maxsim import BUDGET, maxsim, rank, reduceat, tensor
 from .ragged import checkoffsets
 from .store import blocks
 
-# Precision settings: float32 everywhere, int8 screen with exact results, int8 screen with float32 scores for its top k only
+# Re-rank precisions, see topk
 PRECISIONS = ("exact", "certified", "approximate")
 
 # Unit roundoff of float32
 UNIT = 2.0**-24
 
-# Screen rows of each document are padded to a multiple of this
+# Row multiple of screened documents
 PADDING = 8
 
 
@@ -57,12 +54,12 @@ class Screen:
         documents = tensor(documents).cpu()
         self.offsets = checkoffsets(doffsets, documents.shape[0], "doffsets")
 
-        # Float32 values exactly as maxsim sees them
+        # Values as maxsim sees them
         values = documents.float()
         if scales is not None:
             values = values * tensor(scales).cpu().float().view(-1, 1)
 
-        # Largest absolute value and norm of each token, then of each document
+        # Peaks and norms per document
         lengths = np.diff(self.offsets)
         starts = self.offsets[:-1][lengths > 0]
         peak, norms = values.abs().amax(dim=1).double().numpy() if len(values) else np.zeros(0), values.double().norm(dim=1).numpy()
@@ -72,7 +69,7 @@ class Screen:
             self.scale[lengths > 0] = np.maximum.reduceat(peak, starts) / 127
             self.norm[lengths > 0] = np.maximum.reduceat(norms, starts)
 
-        # int8 codes and the largest residual norm of each document
+        # int8 codes and residuals
         perrow = torch.from_numpy(np.repeat(np.where(self.scale > 0, self.scale, 1.0), lengths)).view(-1, 1)
         codes = torch.round(values.double() / perrow).clamp_(-127, 127)
         residual = (values.double() - codes * perrow).norm(dim=1).numpy()
@@ -101,13 +98,13 @@ class Screen:
         order = np.argsort(self.widths, kind="stable")
         self.order = order[self.widths[order] > 0]
 
-        # Source row of every padded row, in group order
+        # Source row of each padded row
         widths, lengths = self.widths[self.order], lengths[self.order]
         positions = np.arange(widths.sum()) - np.repeat(np.cumsum(widths) - widths, widths)
         rows = np.repeat(starts[self.order], widths) + np.minimum(positions, np.repeat(lengths - 1, widths))
         self.codes = take(codes, rows)
 
-        # First padded row of each document, arranged
+        # First padded row per document
         self.rowstarts = np.zeros(len(self.widths), dtype=np.int64)
         self.rowstarts[self.order] = np.cumsum(widths) - widths
         self.arranged = True
@@ -158,7 +155,7 @@ class Screen:
             (screened sums, bounds), float64 arrays (queries x documents), in sum units
         """
 
-        # Queries quantized per token, in float64
+        # Quantize queries per token
         values = queries.cpu().double().numpy()
         qscale = np.abs(values).max(axis=1) / 127 if len(values) else np.zeros(0)
         qcodes = np.clip(np.rint(values / np.where(qscale > 0, qscale, 1.0)[:, None]), -127, 127)
@@ -166,11 +163,11 @@ class Screen:
         qnorm, qcodenorm = np.linalg.norm(values, axis=1), np.linalg.norm(qcodes, axis=1)
         qcodes = torch.from_numpy(qcodes.astype(np.int8))
 
-        # Extended screens are arranged again first
+        # Rearrange after extend
         if not self.arranged:
             self.arrange(self.codes, self.rowstarts)
 
-        # Best int8 product of every query token in every document: one product and amax per block of a width group
+        # Best int8 product per query token
         lengths = np.diff(self.offsets)
         best = np.zeros((len(lengths), len(qcodes)), dtype=np.float64)
         if len(qcodes) and len(self.order):
@@ -182,17 +179,17 @@ class Screen:
                 for first in range(0, len(group), step):
                     docs = self.order[group[first : first + step]]
                     row = self.rowstarts[docs[0]]
-                    # torch._int_mm: int8 matmul with int32 sums, no public API has one
+                    # Only int8 matmul with int32 sums
                     # pylint: disable-next=W0212
                     products = torch._int_mm(self.codes[row : row + width * len(docs)], qcodes.T)
                     best[docs] = products.view(len(docs), width, len(qcodes)).amax(dim=1).numpy()
 
-        # Scaled back and summed over each query's tokens
+        # Scale back, sum per query
         best *= self.scale.reshape(-1, 1) * qscale.reshape(1, -1)
         qoffsets = np.asarray(qoffsets, dtype=np.int64)
         sums, bounds = segmentsum(best.T, qoffsets), np.zeros((len(qoffsets) - 1, len(lengths)))
 
-        # Error bound: quantization terms, then float32 rounding of the reference, counted twice
+        # Quantization and rounding bounds
         qlengths = np.diff(qoffsets)
         quantized = segmentsum((qscale * qcodenorm).reshape(-1, 1), qoffsets)
         qresiduals, qnorms = segmentsum(qresidual.reshape(-1, 1), qoffsets), segmentsum(qnorm.reshape(-1, 1), qoffsets)
@@ -228,7 +225,7 @@ class Screens:
             return None
 
         with self.lock:
-            # A new store starts over, new rows are screened in blocks
+            # New store starts over
             if store is not self.store:
                 self.store, self.screen = store, None
             done = len(self.screen) if self.screen is not None else 0
@@ -244,7 +241,7 @@ class Screens:
 
 def take(codes, rows):
     """
-    Copies rows of an int8 matrix, 8 bytes at a time where rows allow it (twice as fast as int8 index_select).
+    Copies rows of an int8 matrix, 8 bytes at a time where rows allow it (faster than int8 index_select).
 
     Args:
         codes: (rows x dim) int8 tensor
@@ -297,7 +294,7 @@ def screening():
         documents, queries = torch.randn((8192, 128), generator=generator), torch.randn((32, 128), generator=generator)
         codes, qcodes = documents.mul(40).to(torch.int8), queries.mul(40).to(torch.int8)
 
-        # Thread CPU time, best of interleaved runs: waiting on a busy machine does not count
+        # Best thread CPU time, ignores load
         timings = {"int8": [], "float32": []}
         # torch._int_mm, as in Screen
         # pylint: disable-next=W0212
@@ -308,7 +305,7 @@ def screening():
                 function()
                 timings[name].append(time.thread_time() - start)
 
-        # Screening costs about a third of a float32 pass besides the products
+        # Screens cost more than products
         return min(timings["int8"][1:]) < 0.5 * min(timings["float32"][1:])
     except RuntimeError:
         return False
@@ -347,7 +344,7 @@ def topk(queries, qoffsets, documents, doffsets, limit, reduce="mean", scales=No
     doffsets = checkoffsets(doffsets, documents.shape[0], "doffsets")
     count = len(doffsets) - 1
 
-    # Accelerators, small document sets and CPUs without fast int8 products score everything in float32
+    # float32 where screens don't pay
     pairs = (len(qoffsets) - 1) * count
     if counts is not None:
         counts["pairs"] = counts.get("pairs", 0) + pairs
@@ -364,11 +361,11 @@ def topk(queries, qoffsets, documents, doffsets, limit, reduce="mean", scales=No
     qlengths = np.diff(qoffsets)
     divisor = np.maximum(qlengths, 1).reshape(-1, 1) if reduce == "mean" else np.ones((len(qlengths), 1))
 
-    # Bounds in the units of the returned scores, with room for the division's rounding
+    # Score unit bounds, plus rounding
     lower, upper = (sums - bounds) / divisor, (sums + bounds) / divisor
     lower, upper = lower - 4 * UNIT * np.abs(lower), upper + 4 * UNIT * np.abs(upper)
 
-    # Documents without tokens are known exactly: -inf
+    # Empty documents score -inf
     empty = np.diff(doffsets) == 0
 
     results = []
@@ -376,12 +373,12 @@ def topk(queries, qoffsets, documents, doffsets, limit, reduce="mean", scales=No
         query = queries[qoffsets[x] : qoffsets[x + 1]]
         known = {int(i): -np.inf for i in np.flatnonzero(empty)}
 
-        # First pass: the screen's best documents, scored exactly, give a k-th best exact score
+        # Score the screen's top k exactly
         order = np.argsort(-lower[x], kind="stable")
         first = [int(i) for i in order if not empty[i]][:limit]
         known.update(score(query, documents, doffsets, first, reduce, scales))
 
-        # Second pass: every other document whose upper bound reaches it
+        # Then any bound reaching the k-th
         if precision == "certified" and len(known) >= limit:
             threshold = sorted(known.values(), reverse=True)[limit - 1]
             rest = [int(i) for i in np.flatnonzero(upper[x] >= threshold) if int(i) not in known]
@@ -414,7 +411,7 @@ def score(query, documents, doffsets, ids, reduce, scales):
     if not ids:
         return {}
 
-    # Rows of the chosen documents, dequantized as maxsim does
+    # Rows, dequantized like maxsim
     ids = np.asarray(ids, dtype=np.int64)
     lengths = doffsets[ids + 1] - doffsets[ids]
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
@@ -423,7 +420,7 @@ def score(query, documents, doffsets, ids, reduce, scales):
     if scales is not None:
         tokens = tokens * torch.index_select(tensor(scales).float().view(-1), 0, rows).view(-1, 1)
 
-    # The same float32 operations as maxsim: products, max per document, sum in query token order, mean
+    # Same float32 steps as maxsim, bit for bit
     maxima = reduceat(query.float(), tokens, offsets[:-1])
     values = torch.zeros((1, len(ids)), dtype=torch.float32).index_add_(0, torch.zeros(len(query), dtype=torch.int64), maxima)
     if reduce == "mean":

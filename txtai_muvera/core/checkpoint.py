@@ -38,12 +38,12 @@ class Checkpoint:
 
         self.path, self.revision = hub.expand(str(path)), revision
 
-        # Local folder or model hub id, checked before anything is read
+        # Check the path before reading
         self.local = Path(self.path).is_dir()
         if not self.local:
             Checkpoint.checkhub(self.path)
 
-            # Hub unreachable: its cached snapshot, or one line saying what to do, never a retry loop
+            # Hub down: cached snapshot, no retries
             cached = hub.folder(self.path, self.revision)
             if cached:
                 self.path, self.local = cached, True
@@ -75,7 +75,7 @@ class Checkpoint:
 
         modules = sorted(self.readjson("modules.json"), key=lambda module: module.get("idx", 0))
 
-        # Transformer module (folder "" is the root) and Dense modules, other modules are ignored as PyLate does
+        # Modules PyLate uses
         transformers = [module for module in modules if module["type"].split(".")[-1] == "Transformer"]
         denses = [module for module in modules if module["type"].split(".")[-1] == "Dense"]
         if not transformers:
@@ -86,7 +86,7 @@ class Checkpoint:
         subfolder = transformers[0].get("path", "").strip("/")
         layers = [self.dense(module["path"].strip("/")) for module in denses]
 
-        # PyLate settings, defaults where absent or null
+        # PyLate settings with defaults
         config = self.readjson("config_sentence_transformers.json") or {}
         settings = {
             "query_prefix": Checkpoint.value(config, "query_prefix", "[Q] "),
@@ -99,15 +99,15 @@ class Checkpoint:
             "format": "pylate",
         }
 
-        # Without query expansion there is nothing to attend to
+        # No expansion, nothing to attend to
         if not settings["do_query_expansion"]:
             settings["attend_to_expansion_tokens"] = False
 
-        # Default sentence-transformers prompt, prepended to every text
+        # Default prompt
         prompts, name = config.get("prompts") or {}, config.get("default_prompt_name")
         prompt = prompts.get(name) if name else None
 
-        # sentence-transformers lowercases text itself when do_lower_case is set
+        # sentence-transformers lowercasing
         transformer = self.readjson(f"{subfolder}/sentence_bert_config.json" if subfolder else "sentence_bert_config.json") or {}
 
         return subfolder, settings, layers, bool(transformer.get("do_lower_case", False)), prompt or None
@@ -122,7 +122,7 @@ class Checkpoint:
 
         metadata = self.readjson("artifact.metadata") or {}
 
-        # Projection stored next to the BERT weights, no bias
+        # Projection beside BERT weights
         weight = self.stanfordweight()
         if weight is None:
             raise ValueError(f"no linear.weight (Stanford) in the model weights of {self.path}")
@@ -130,7 +130,7 @@ class Checkpoint:
         layer = Dense(weight.shape[1], weight.shape[0], bias=False)
         layer.load_state_dict({"linear.weight": weight})
 
-        # Stanford markers and lengths, punctuation masked from documents when mask_punctuation is set
+        # Stanford markers and lengths
         settings = {
             "query_prefix": Checkpoint.value(metadata, "query_token_id", "[unused0]"),
             "document_prefix": Checkpoint.value(metadata, "doc_token_id", "[unused1]"),
@@ -156,7 +156,7 @@ class Checkpoint:
             transformers model
         """
 
-        # Quiet load: no warnings and no "Loading weights" bar
+        # Load quietly
         verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
         logging.set_verbosity_error()
         logging.disable_progress_bar()
@@ -169,7 +169,7 @@ class Checkpoint:
             if bars:
                 logging.enable_progress_bar()
 
-        # Pooler weights are unused, everything else must come from the checkpoint
+        # All weights but the unused pooler
         missing = sorted(key for key in info.get("missing_keys", ()) if "pooler" not in key)
         mismatched = sorted(str(key) for key in info.get("mismatched_keys", ()))
         if missing or mismatched:
@@ -234,7 +234,7 @@ class Checkpoint:
             residual=config.get("use_residual", False),
         )
 
-        # Weights must match the layer exactly
+        # Weights must match exactly
         path = self.location(f"{folder}/model.safetensors")
         if path:
             weights = load_file(str(path))
@@ -379,7 +379,7 @@ class Dense(torch.nn.Module):
         self.linear = torch.nn.Linear(infeatures, outfeatures, bias=bias)
         self.activation = activation if activation is not None else torch.nn.Identity()
 
-        # Residual path needs its own projection when the widths differ
+        # Project residuals of another width
         self.residual = torch.nn.Linear(infeatures, outfeatures, bias=False) if residual and infeatures != outfeatures else None
 
     def forward(self, inputs):

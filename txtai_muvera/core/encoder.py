@@ -38,19 +38,19 @@ class LateEncoder:
         self.batchsize, self.revision = batchsize, revision
         self.device = LateEncoder.select(gpu)
 
-        # Checkpoint settings and projection, checked before the transformer is read
+        # Settings before the transformer
         checkpoint = Checkpoint(path, revision)
         self.path = checkpoint.path
         subfolder, settings, layers, lowercase, prompt = checkpoint.read()
         self.settings, self.lowercase, self.prompt = settings, lowercase, prompt
 
-        # Tokenizer with the prefix markers registered as tokens, as PyLate does
+        # Markers as tokens, like PyLate
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, subfolder=subfolder, revision=self.revision)
         prefixes = [prefix for prefix in (settings["query_prefix"], settings["document_prefix"]) if prefix]
         if prefixes:
             self.tokenizer.add_tokens(prefixes)
 
-        # Query expansion pads with the mask token (eos token for decoder models)
+        # Pad queries with mask or eos
         if self.tokenizer.mask_token_id is not None:
             self.tokenizer.pad_token = self.tokenizer.mask_token
         elif self.tokenizer.eos_token_id is not None:
@@ -58,32 +58,31 @@ class LateEncoder:
         elif self.tokenizer.pad_token_id is None:
             raise ValueError(f"tokenizer in {self.path} has no mask, eos or pad token to pad queries with")
 
-        # Transformer in float32, results do not depend on the dtype the checkpoint was saved in
+        # float32, whatever the saved dtype
         model = checkpoint.transformer(subfolder)
         rows = model.get_input_embeddings().num_embeddings
 
-        # Prefix marker ids, which must have a trained embedding row
+        # Markers need trained embeddings
         self.queryid = self.tokenid(settings["query_prefix"], rows)
         self.documentid = self.tokenid(settings["document_prefix"], rows)
 
-        # Skiplist words to token ids, words missing from the vocabulary map to the unknown token like PyLate
+        # Skiplist ids, as PyLate
         skiplist = {self.tokenizer.convert_tokens_to_ids(word) for word in settings["skiplist_words"]}
         self.skiplist = torch.tensor(sorted(uid for uid in skiplist if uid is not None), dtype=torch.long, device=self.device)
 
-        # Identifies this model: settings, vocabulary and projection weights
+        # Model fingerprint
         self.fingerprint = self.identify(layers, prompt, lowercase)
         self.dimension = layers[-1].out_features
 
-        # Half precision on cuda, float32 elsewhere
+        # Half precision on cuda
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.model = model.to(self.device, dtype).eval()
         self.layers = torch.nn.ModuleList(layers).to(self.device, dtype).eval()
 
-        # Inputs the transformer accepts (token_type_ids is optional)
+        # Inputs the transformer accepts
         self.arguments = set(inspect.signature(self.model.forward).parameters)
 
-        # A fast tokenizer keeps padding and truncation as state set on each call: calls from several threads with
-        # different lengths (queries and documents) must not interleave
+        # Tokenizer calls set state: serialize
         self.tokenizing = threading.Lock()
 
     def encode(self, texts, category="data", batchsize=None, progress=False):
@@ -113,7 +112,7 @@ class LateEncoder:
         if not isinstance(batchsize, int) or isinstance(batchsize, bool) or batchsize < 1:
             raise ValueError(f"batchsize must be a positive int, got {batchsize!r}")
 
-        # Longest texts first so that each batch pads little, as PyLate orders them
+        # Longest first, as PyLate
         query = category == "query"
         order = np.argsort([-len(text) for text in texts], kind="stable")
 
@@ -148,12 +147,12 @@ class LateEncoder:
         inputs = self.tokenize(texts, query)
         inputs = {name: value.to(self.device) for name, value in inputs.items()}
 
-        # Token vectors: transformer output through each projection layer
+        # Transformer, then projections
         vectors = self.model(**{name: value for name, value in inputs.items() if name in self.arguments}, return_dict=True)[0]
         for layer in self.layers:
             vectors = layer(vectors)
 
-        # Normalised in float32, then padding (and skiplist tokens for documents) dropped
+        # Normalize, then drop masked tokens
         vectors = torch.nn.functional.normalize(vectors.float(), p=2, dim=-1).cpu().numpy()
         masks = self.masks(inputs, query).cpu().numpy()
 
@@ -178,7 +177,7 @@ class LateEncoder:
         prefix = self.queryid if query else self.documentid
         expand = query and settings["do_query_expansion"]
 
-        # Optional model prompt, then sentence-transformers text cleanup
+        # Prompt, then text cleanup
         texts = [(self.prompt + text) if self.prompt else text for text in texts]
         texts = [text.strip() for text in texts]
         if self.lowercase:
@@ -195,7 +194,7 @@ class LateEncoder:
             )
         inputs = {name: inputs[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in inputs}
 
-        # Insert the marker token after the first token
+        # Insert marker after the first token
         if prefix is not None:
             for name, value in (("input_ids", prefix), ("attention_mask", 1), ("token_type_ids", 0)):
                 if name in inputs:
@@ -203,7 +202,7 @@ class LateEncoder:
                     column = torch.full((tensor.shape[0], 1), value, dtype=tensor.dtype)
                     inputs[name] = torch.cat([tensor[:, :1], column, tensor[:, 1:]], dim=1)
 
-        # Expansion tokens are attended to only when the model was trained that way
+        # Attend to expansion if trained so
         if query and settings["attend_to_expansion_tokens"]:
             inputs["attention_mask"].fill_(1)
 
@@ -221,14 +220,14 @@ class LateEncoder:
             boolean tensor (batch x tokens)
         """
 
-        # Queries with expansion keep every token, including the [MASK] expansion tokens
+        # Expanded queries keep every token
         if query:
             if self.settings["do_query_expansion"]:
                 return torch.ones_like(inputs["input_ids"], dtype=torch.bool)
 
             return inputs["attention_mask"].bool()
 
-        # Documents drop padding and skiplist tokens
+        # Documents drop skiplist tokens
         skip = torch.isin(inputs["input_ids"], self.skiplist)
         return inputs["attention_mask"].bool() & ~skip
 
@@ -267,7 +266,7 @@ class LateEncoder:
             sha256 hex string
         """
 
-        # Projection weights, names and shapes included
+        # Hash projection weights
         weights = hashlib.sha256()
         for x, layer in enumerate(layers):
             weights.update(json.dumps([x, layer.config()], sort_keys=True).encode("utf-8"))
@@ -276,7 +275,7 @@ class LateEncoder:
                 weights.update(f"{name}:{list(array.shape)}".encode("utf-8"))
                 weights.update(array.tobytes())
 
-        # Prompt and lowercasing only enter the fingerprint when used, so they do not change it otherwise
+        # Unset options keep old fingerprints
         data = {"settings": self.settings, "vocab": len(self.tokenizer), "weights": weights.hexdigest()}
         if prompt or lowercase:
             data["text"] = {"prompt": prompt, "lowercase": lowercase}
@@ -307,11 +306,11 @@ class LateEncoder:
         if isinstance(gpu, str):
             return torch.device(gpu)
 
-        # Disabled (bool is checked before int, it is an int subclass)
+        # Disabled, bool before int
         if gpu is None or gpu is False or (not isinstance(gpu, bool) and int(gpu) < 0):
             return torch.device("cpu")
 
-        # Device id on cuda, otherwise the best accelerator available
+        # cuda id, or best accelerator
         if torch.cuda.is_available():
             return torch.device("cuda" if gpu is True else f"cuda:{int(gpu)}")
         if torch.backends.mps.is_available():

@@ -27,33 +27,24 @@ def haar(generator, rows, columns):
     return q * np.sign(np.diag(r))
 
 
-# Documented settings and the tables derived from them
+# Settings plus derived tables
 class FDE:  # pylint: disable=R0902
     """
     MUVERA Fixed Dimensional Encoding (arXiv 2405.19504), following the Google reference implementation
     (github.com/google/graph-mining, sketching/point_cloud/fixed_dimensional_encoding.cc).
 
-    output dimensions = repetitions * 2^hashes * (projection or dimension), or final when a Count-Sketch final projection is set
+    Each repetition hashes tokens into 2^hashes partitions (SimHash bits read as a Gray code) and projects them. Queries
+    sum each partition's projected tokens, documents average them and, with fill, give empty partitions the token nearest
+    in Hamming distance. Repetitions are concatenated: repetitions * 2^hashes * (projection or dimension) outputs, or
+    final with a Count-Sketch.
 
-    Each repetition draws a Gaussian SimHash matrix (hashes columns) and an inner projection (projection columns). A token falls
-    in the partition given by its SimHash bits read as a Gray code. Queries sum the projected tokens of each partition,
-    documents average them and can fill empty partitions with the projected token whose SimHash bits are closest in Hamming
-    distance. Repetitions are concatenated and optionally reduced with a Count-Sketch.
+    Two options beyond the reference, on by default as they measure better (benchmarks/RESULTS.md, "FDE quality on SciFact"):
 
-    Two options go beyond the reference, both on by default because they measure better on real token vectors (see
-    benchmarks/RESULTS.md, "FDE quality on SciFact"):
+    - projector="orthogonal": groups of repetitions share coordinate blocks with orthogonal weights, so their projection
+      errors cancel (see orthogonal()); "ams" is the reference's AMS sketch.
+    - normalize=True: document centroids have unit length, scoring the direction of a partition's tokens, not their spread.
 
-    - projector="orthogonal": like the AMS sketch every token coordinate feeds one output per repetition, but the
-      repetitions of each group of dimension / projection share a coordinate partition and take orthogonal weights, so
-      together they are an orthogonal transform and their projection errors cancel instead of adding up (see orthogonal()).
-      projector="ams" is the reference's AMS sketch.
-    - normalize=True: document partition centroids are scaled to unit length, so a partition scores the direction of its
-      tokens instead of being shrunk by how spread they are. Queries still sum.
-
-    The reference algorithm exactly: FDE(dimension, projector="ams", normalize=False).
-
-    A batch is encoded chunk by chunk of matrices, each chunk with one matrix product (SimHash), one embedding_bag (inner
-    projections), one index_add_ (partition sums) and one bincount (partition sizes), no Python loop over matrices.
+    FDE(dimension, projector="ams", normalize=False) is the reference algorithm.
 
     >>> fde = FDE(8, repetitions=2, hashes=2, projection=4)
     >>> fde.dimensions
@@ -63,13 +54,13 @@ class FDE:  # pylint: disable=R0902
     (3, 32)
     """
 
-    # Elements of each intermediate tensor of a chunk: bounds memory, keeps a chunk in cache (see benchmarks/RESULTS.md)
+    # Chunk tensor elements, fit cache
     BUDGET = 1 << 21
 
     # Inner projections
     PROJECTORS = ("orthogonal", "ams")
 
-    # Values of parameters added after the first release, for configs saved without them: an index keeps encoding as built
+    # Old indexes keep encoding as built
     LEGACY = {"projector": "ams", "normalize": False}
 
     def __init__(self, dimension, repetitions=20, hashes=5, projection=16, final=None, projector="orthogonal", normalize=True, fill=True, seed=42):
@@ -88,7 +79,7 @@ class FDE:  # pylint: disable=R0902
             seed: random seed, all random matrices follow from it and the parameters
         """
 
-        # Validate parameters, the reference accepts less but these limits keep outputs and partition ids sane
+        # Validate parameters
         checks = [
             (dimension, 1, "dimension"),
             (repetitions, 1, "repetitions"),
@@ -112,7 +103,7 @@ class FDE:  # pylint: disable=R0902
         self.projector, self.normalize = projector, bool(normalize)
         self.fill, self.seed = bool(fill), int(seed)
 
-        # Derived sizes: partitions per repetition, width of each partition block and output width
+        # Derived sizes
         self.partitions = 1 << self.hashes
         self.width = self.projection if self.projection else self.dimension
         self.blocks = self.repetitions * self.partitions * self.width
@@ -121,23 +112,21 @@ class FDE:  # pylint: disable=R0902
         # Random matrices, generated once
         self.gaussian, self.projections, self.buckets, self.signs = self.generate()
 
-        # Gray code tables: binary partition index of a Gray code (SimHash bits) and the Gray code of a partition index
+        # Gray code tables, both ways
         codes = torch.arange(self.partitions, dtype=torch.int64)
         self.gray = codes ^ (codes >> 1)
         self.binary = torch.empty_like(codes)
         self.binary[self.gray] = codes
 
-        # XOR masks of the SimHash bits sorted by Hamming weight, and how many masks have each weight 1..hashes
+        # XOR masks by Hamming weight
         popcounts = torch.tensor([bin(mask).count("1") for mask in range(self.partitions)])
         self.masks = torch.argsort(popcounts, stable=True)[1:]
         self.radii = torch.bincount(popcounts)[1:].tolist()
 
-        # SimHash transform: row r * hashes + i holds SimHash column i of repetition r
+        # SimHash rows, repetition major
         self.sketch = self.gaussian.permute(0, 2, 1).reshape(self.repetitions * self.hashes, self.dimension).contiguous()
 
-        # Inner projections as one embedding bag per output row k * repetitions + r: the weighted token coordinates that sum
-        # into column k of repetition r. Each coordinate feeds one output, 16x less work than multiplying by the mostly zero
-        # matrices.
+        # Sparse projections as embedding bags
         if self.projections is not None:
             bags, repetition, coordinate = self.projections.permute(2, 0, 1).nonzero(as_tuple=True)
             self.coordinates = coordinate
@@ -145,7 +134,7 @@ class FDE:  # pylint: disable=R0902
             counts = torch.bincount(bags * self.repetitions + repetition, minlength=self.width * self.repetitions)
             self.bags = torch.cumsum(counts, dim=0) - counts
 
-        # Tensors copied per device on first use
+        # Per-device tensor copies
         self.devices = {}
 
     def config(self):
@@ -188,7 +177,7 @@ class FDE:  # pylint: disable=R0902
         if category not in ("query", "data"):
             raise ValueError(f"category must be 'query' or 'data', got {category!r}")
 
-        # Inputs as a float32 tensor on its own device and CPU int64 offsets
+        # Float32 tokens, CPU offsets
         flat = flat if isinstance(flat, torch.Tensor) else torch.from_numpy(np.asarray(flat))
         if flat.dim() != 2:
             raise ValueError(f"flat must be a 2D (tokens x dimension) matrix, got shape {tuple(flat.shape)}")
@@ -198,7 +187,7 @@ class FDE:  # pylint: disable=R0902
 
         offsets = checkoffsets(offsets, flat.shape[0])
 
-        # Encode chunk by chunk of whole matrices, straight into the output rows
+        # Encode chunks into the outputs
         outputs = np.zeros((len(offsets) - 1, self.dimensions), dtype=np.float32)
         for start, end in self.runs(offsets):
             chunk = offsets[start : end + 1]
@@ -248,10 +237,10 @@ class FDE:  # pylint: disable=R0902
         for repetition in range(self.repetitions):
             generator = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(repetition,)))
 
-            # SimHash: independent standard normal entries
+            # SimHash matrix
             gaussian.append(generator.standard_normal((self.dimension, self.hashes)))
 
-            # AMS sketch: each input coordinate goes to one random output coordinate with a random sign
+            # AMS: one signed entry per row
             if self.projection and self.projector == "ams":
                 matrix = np.zeros((self.dimension, self.projection))
                 columns = generator.integers(0, self.projection, size=self.dimension)
@@ -264,7 +253,7 @@ class FDE:  # pylint: disable=R0902
         gaussian = torch.from_numpy(np.stack(gaussian).astype(np.float32))
         projections = torch.from_numpy(np.stack(projections).astype(np.float32)) if projections else None
 
-        # Count-Sketch: each FDE coordinate is added, with a random sign, to one random output coordinate
+        # Count-Sketch buckets and signs
         buckets, signs = None, None
         if self.final:
             generator = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.repetitions,)))
@@ -276,11 +265,10 @@ class FDE:  # pylint: disable=R0902
     def orthogonal(self):
         """
         Generates grouped orthogonal inner projections. Each group of dimension // projection repetitions splits a random
-        permutation of the token coordinates into projection blocks and draws a Haar random orthogonal basis per block:
-        output k of the group's j-th repetition is basis row j of block k applied to that block's coordinates. Every
-        coordinate feeds one output per repetition, as in the AMS sketch (so encoding costs the same), and the group's
-        outputs together are an orthogonal transform: their projection errors cancel. Rows are scaled by sqrt(block size) so
-        projected inner products are unbiased. A projection wider than the token vectors is one dense isometry per repetition.
+        permutation of the coordinates into projection blocks, each with a Haar orthogonal basis: output k of the group's
+        j-th repetition is row j of block k's basis. Every coordinate feeds one output per repetition, as in the AMS
+        sketch, and the group together is an orthogonal transform. Rows are scaled by sqrt(block size) so inner products
+        are unbiased. A projection wider than the tokens is one isometry per repetition.
 
         >>> fde = FDE(8, repetitions=2, hashes=1, projection=4)
         >>> blocks = torch.cat(list(fde.projections), dim=1)
@@ -298,12 +286,12 @@ class FDE:  # pylint: disable=R0902
             generator = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.repetitions, 1 + group)))
             members = min(size, self.repetitions - start)
 
-            # Projecting up: orthonormal columns of a Gaussian matrix's QR, one isometry per repetition
+            # Projecting up: one isometry each
             if self.projection > self.dimension:
                 projections.extend(haar(generator, self.projection, self.dimension).T for _ in range(members))
                 continue
 
-            # Coordinate blocks (sizes differ by at most one) and one random orthogonal basis per block
+            # Blocks and orthogonal bases
             blocks = np.array_split(generator.permutation(self.dimension), self.projection)
             bases = [haar(generator, len(block), len(block)) * np.sqrt(len(block)) for block in blocks]
 
@@ -326,7 +314,7 @@ class FDE:  # pylint: disable=R0902
             list of (first matrix, end matrix)
         """
 
-        # Elements per token (projected copies + SimHash) and per matrix (partition blocks)
+        # Elements per token and matrix
         pertoken = self.repetitions * (self.width + self.hashes)
         maxtokens = max(1, self.BUDGET // pertoken)
         maxmatrices = max(1, self.BUDGET // self.blocks)
@@ -373,20 +361,19 @@ class FDE:  # pylint: disable=R0902
         lengths = torch.from_numpy(np.diff(offsets)).to(device)
         matrix = torch.repeat_interleave(torch.arange(count, device=device), lengths, output_size=tokens)
 
-        # SimHash values (repetitions x hashes x tokens)
+        # SimHash values
         sketches = torch.mm(tensors["sketch"], flat.T)
 
-        # Projected tokens (width x repetitions x tokens), viewed as one column per (repetition, token)
+        # Project tokens
         if self.projections is not None:
             rows = flat.T.contiguous()
             projected = F.embedding_bag(tensors["coordinates"], rows, tensors["bags"], mode="sum", per_sample_weights=tensors["coefficients"])
             projected = projected.view(width, repetitions * tokens)
         else:
-            # Identity projection: the same token values in every repetition
+            # Identity: same tokens each time
             projected = flat.T.unsqueeze(1).expand(width, repetitions, tokens).reshape(width, repetitions * tokens)
 
-        # Partition of each token in each repetition: SimHash bits read as a Gray code (first bit most significant) and decoded
-        # to binary with a running XOR, the reference AppendToGrayCode
+        # Gray-decode bits (AppendToGrayCode)
         bits = sketches.view(repetitions, self.hashes, tokens) > 0
         bit = bits[:, 0]
         partition = bit.long()
@@ -394,38 +381,38 @@ class FDE:  # pylint: disable=R0902
             bit = bit ^ bits[:, x]
             partition = (partition << 1) | bit
 
-        # Flat (matrix, repetition, partition) block of every (repetition, token)
+        # Block of each token
         repetition = torch.arange(repetitions, device=device).view(-1, 1)
         blocks = ((matrix.view(1, -1) * repetitions + repetition) * partitions + partition).view(-1)
 
-        # Partition sums of the projected tokens, one column per block
+        # Sum tokens per partition
         sums = torch.zeros((width, count * repetitions * partitions), dtype=torch.float32, device=device)
         sums.index_add_(1, blocks, projected)
 
         if average:
-            # Documents: centroid of each partition, a unit centroid has the direction of the sum so normalize skips the division
+            # Centroids, unit ones need no division
             counts = torch.bincount(blocks, minlength=count * repetitions * partitions)
             if not self.normalize:
                 sums /= counts.clamp(min=1).view(1, -1)
 
-            # Empty partitions of non-empty documents take the projected token nearest in Hamming distance
+            # Fill empty partitions
             empty = (counts.view(count, -1) == 0) & (lengths.view(-1, 1) > 0)
             if self.fill and empty.any():
                 empty = empty.view(-1).nonzero().view(-1)
                 nearest = self.nearest(blocks, len(counts), tokens, empty, tensors)
 
-                # Column of the nearest token in the projected matrix: repetition * tokens + token
+                # Column: repetition * tokens + token
                 columns = (empty // partitions) % repetitions * tokens + nearest
                 sums[:, empty] = projected[:, columns]
 
-            # Unit length partition centroids, empty partitions stay zero
+            # Unit centroids, empty stay zero
             if self.normalize:
                 sums /= torch.linalg.vector_norm(sums, dim=0).clamp(min=1e-12)
 
-        # Blocks in (matrix, repetition, partition, width) order
+        # Blocks in output order
         vectors = sums.T
 
-        # Optional Count-Sketch final projection
+        # Count-Sketch final projection
         if self.final:
             vectors = vectors.reshape(count, self.blocks) * tensors["signs"]
             vectors = torch.zeros((count, self.final), dtype=torch.float32, device=device).index_add_(1, tensors["buckets"], vectors)
@@ -451,27 +438,27 @@ class FDE:  # pylint: disable=R0902
             int64 tensor of chunk token indices, one per empty block
         """
 
-        # Earliest token of every block, the sentinel `tokens` when a block is empty
+        # Earliest token, `tokens` if empty
         device, partitions = blocks.device, self.partitions
         earliest = torch.full((size,), tokens, dtype=torch.int64, device=device)
         earliest.scatter_reduce_(0, blocks, torch.arange(tokens, device=device).repeat(self.repetitions), reduce="amin")
 
-        # First block of the row of each empty block and the Gray code (SimHash bits) of its partition
+        # Row and Gray code of empty blocks
         rows, codes = empty - empty % partitions, tensors["gray"][empty % partitions]
 
         nearest = torch.full_like(empty, tokens)
         pending, start = torch.arange(len(empty), device=device), 0
         for number in self.radii:
-            # Partitions at this Hamming distance: flip every combination of that many SimHash bits
+            # Partitions at this distance
             masks, start = tensors["masks"][start : start + number], start + number
 
-            # Earliest token among them, bounded memory per step
+            # Earliest token, in steps
             step = max(1, self.BUDGET // number)
             found = torch.cat(
                 [earliest[rows[part].view(-1, 1) + tensors["binary"][codes[part].view(-1, 1) ^ masks]].amin(dim=1) for part in pending.split(step)]
             )
 
-            # Keep searching only where no partition at this distance has tokens
+            # Widen where none has tokens
             nearest[pending] = found
             pending = pending[found == tokens]
             if not len(pending):

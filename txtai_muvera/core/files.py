@@ -7,10 +7,10 @@ import os
 import stat
 import zlib
 
-# Largest metadata file read: real metadata is a few kilobytes, anything bigger is not ours
+# Largest metadata file read
 METADATA = 1 << 20
 
-# Key of the checksum that seals a metadata file
+# Checksum key sealing metadata
 SEAL = "checksum"
 
 
@@ -46,7 +46,7 @@ def openfile(filename, root, error=IndexFileError):
     except OSError as exception:
         raise error(f"{filename}: unreadable ({exception})") from exception
 
-    # Regular files only, checked on the open descriptor so the file can not be swapped in between
+    # Regular files, checked once open
     mode = os.fstat(descriptor).st_mode
     if not stat.S_ISREG(mode):
         os.close(descriptor)

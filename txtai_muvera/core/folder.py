@@ -25,12 +25,12 @@ def replace(path, write, swapped=None):
     parent, name = os.path.dirname(path), os.path.basename(path)
     os.makedirs(parent, exist_ok=True)
 
-    # A crash between the renames of an earlier save left the only complete copy in path.old: restore it first
+    # Restore path.old left by a crash
     recover(path)
     for leftover in glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.*.new")):
         shutil.rmtree(leftover, ignore_errors=True)
 
-    # Write everything aside
+    # Write aside
     staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".new", dir=parent)
     try:
         write(staging)
@@ -39,7 +39,7 @@ def replace(path, write, swapped=None):
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
-    # Swap: path -> path.old, staging -> path, then drop path.old
+    # Swap the folders, drop path.old
     old = f"{path}.old"
     shutil.rmtree(old, ignore_errors=True)
     if os.path.exists(path):
@@ -111,7 +111,7 @@ def syncdir(folder):
         folder: folder path
     """
 
-    # Folders can't be opened or synced on Windows
+    # Windows can't sync folders
     try:
         descriptor = os.open(folder, os.O_RDONLY)
     except OSError:

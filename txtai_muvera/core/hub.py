@@ -12,13 +12,13 @@ import urllib.request
 from huggingface_hub import constants, snapshot_download
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-# Seconds the reachability probe waits for the model hub, TXTAI_MUVERA_HUB_TIMEOUT overrides it
+# Hub probe timeout in seconds
 TIMEOUT = 3.0
 
-# Seconds a probe result is reused: one probe per process start, not one per file
+# Seconds a probe result is reused
 TTL = 300.0
 
-# Probe results by endpoint: (reachable, reason, time)
+# Probe results by endpoint
 PROBES = {}
 LOCK = threading.Lock()
 

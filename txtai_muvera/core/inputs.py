@@ -6,8 +6,8 @@ import numpy as np
 
 from .ragged import checkoffsets
 
-# Largest finite value of each stored token dtype: a value past it would be stored as inf
-# finfo.max exists: pylint false positive
+# Largest finite value per dtype
+# pylint misreads finfo.max
 # pylint: disable-next=E1101
 LIMITS = {"float32": float(np.finfo(np.float32).max), "float16": float(np.finfo(np.float16).max), "int8": float(np.finfo(np.float32).max)}
 
@@ -88,7 +88,7 @@ def matrix(value, dimension, label, dtype="float32"):
         float32 numpy matrix
     """
 
-    # Torch tensors may live on a GPU
+    # Tensors may be on a GPU
     value = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
 
     if value.dtype.kind not in "fiu":
@@ -98,7 +98,7 @@ def matrix(value, dimension, label, dtype="float32"):
     if not value.shape[0]:
         raise ValueError(f"{label}: token matrix has no token vectors, MaxSim needs at least one")
 
-    # Checked after the float32 cast: a finite float64 can still overflow
+    # After the cast: it can overflow
     with np.errstate(over="ignore", invalid="ignore"):
         value = value.astype(np.float32, copy=False)
     if not np.isfinite(value).all():
@@ -147,7 +147,7 @@ def storedfloats(flat, offsets, dtype):
         float16 or float32 rows
     """
 
-    # Converted first: overflow to inf is caught with NaN and inf inputs in one pass
+    # Cast first to catch overflow
     with np.errstate(over="ignore"):
         values = flat.astype(np.float16 if dtype == "float16" else np.float32, copy=False)
     if not np.isfinite(values).all():

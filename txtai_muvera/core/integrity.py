@@ -12,7 +12,7 @@ import numpy as np
 
 from .files import IndexFileError, filesize, openfile
 
-# Bytes per checksummed block: a memory-mapped file is verified block by block as searches first read it
+# Bytes per checksummed block
 BLOCK = 1 << 22
 
 
@@ -54,8 +54,8 @@ def checkdescription(filename, expected, error, metadata):
         metadata: name of the metadata file, for messages
     """
 
-    # Integer size and block length, one checksum string per block
-    # type() is int: true and false are ints to isinstance and must fail
+    # Sizes, one checksum per block
+    # type(): isinstance accepts bools
     # pylint: disable-next=C0123
     valid = isinstance(expected, dict) and all(type(expected.get(key)) is int for key in ("bytes", "block"))
     valid = valid and expected["bytes"] >= 0 and expected["block"] > 0 and isinstance(expected.get("crc32"), list)
@@ -195,7 +195,7 @@ class Verifier:
         if not keep.any():
             return
 
-        # First and last block of each range, then every block in between for ranges longer than two blocks
+        # First, last and inner blocks
         first, last = starts[keep] // self.block, (ends[keep] - 1) // self.block
         blocks = np.concatenate([first, last] + [np.arange(a + 1, b) for a, b in zip(first, last) if b - a > 1])
         blocks = np.unique(blocks)
@@ -256,7 +256,7 @@ def npyheader(filename, size, dtype, shape, error=IndexFileError, root=None):
     except error:
         raise
     except Exception as exception:  # pylint: disable=W0718
-        # NumPy's header parser raises ValueError, SyntaxError, tokenize.TokenError, MemoryError, RecursionError...
+        # NumPy's parser raises many types
         raise error(f"{filename}: not a valid .npy file ({type(exception).__name__}: {str(exception)[:200]})") from exception
 
     dtype = np.dtype(dtype)
@@ -291,7 +291,7 @@ def mapnpy(filename, expected, root, dtype, shape, error=IndexFileError, metadat
     start = npyheader(filename, size, dtype, shape, error, root)
     verifier = Verifier(filename, expected, error) if not legacy else None
 
-    # Zero rows cannot be memory mapped
+    # Zero rows can't be mapped
     shape = tuple(shape)
     array = np.memmap(filename, dtype=dtype, mode="r", offset=start, shape=shape) if shape[0] else np.zeros(shape, dtype=dtype)
     return array, verifier, start

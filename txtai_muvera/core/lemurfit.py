@@ -11,40 +11,63 @@ import torch
 
 from tqdm.auto import tqdm
 
-from .lemur import FeatureNetwork, LemurModel, bfloat16
+from .lemurfeatures import FeatureNetwork
+from .lemurmodel import LemurModel, bfloat16
 from .maxsim import chunks, segmax
 
 logger = logging.getLogger(__name__)
 
-# Elements of each (learn tokens x document tokens) product chunk while building targets
+# Elements per product chunk
 BUDGET = 1 << 25
+
+# Defaults, shared with Lemur
+DEFAULTS = {
+    "dimensions": 2048,
+    "hidden": 512,
+    "layers": 1,
+    "activation": "gelu",
+    "epochs": 30,
+    "patience": 4,
+    "targets": 1024,
+    "learn": 60000,
+    "sample": 16384,
+    "validation": 0.1,
+    "batch": 1024,
+    "lr": 3e-3,
+    "schedule": "cosine",
+    "clip": 0.5,
+    "queryscale": 32,
+    "center": True,
+    "precision": "auto",
+    "seed": 42,
+}
 
 
 # pylint: disable=R0913,R0914,R0917
-# The training loop reads top to bottom, one step after another
+# Training reads top to bottom
 def fit(  # pylint: disable=R0915
     tokens,
     offsets,
-    dimensions=2048,
-    hidden=512,
-    layers=1,
-    activation="gelu",
-    epochs=30,
-    patience=4,
-    targets=1024,
-    learn=60000,
-    sample=16384,
-    validation=0.1,
-    batch=1024,
-    lr=3e-3,
-    schedule="cosine",
-    clip=0.5,
-    queryscale=32,
-    center=True,
-    precision="auto",
+    dimensions=DEFAULTS["dimensions"],
+    hidden=DEFAULTS["hidden"],
+    layers=DEFAULTS["layers"],
+    activation=DEFAULTS["activation"],
+    epochs=DEFAULTS["epochs"],
+    patience=DEFAULTS["patience"],
+    targets=DEFAULTS["targets"],
+    learn=DEFAULTS["learn"],
+    sample=DEFAULTS["sample"],
+    validation=DEFAULTS["validation"],
+    batch=DEFAULTS["batch"],
+    lr=DEFAULTS["lr"],
+    schedule=DEFAULTS["schedule"],
+    clip=DEFAULTS["clip"],
+    queryscale=DEFAULTS["queryscale"],
+    center=DEFAULTS["center"],
+    precision=DEFAULTS["precision"],
     device=None,
     progress=None,
-    seed=42,
+    seed=DEFAULTS["seed"],
     querytokens=None,
 ):
     """
@@ -93,7 +116,7 @@ def fit(  # pylint: disable=R0915
             raise ValueError(f"LEMUR {name} must be an integer >= 0, got {value!r}")
     if not 0 <= validation < 1:
         raise ValueError(f"LEMUR validation must be a fraction in [0, 1), got {validation!r}")
-    # "not lr > 0" also refuses NaN, which "lr <= 0" would let through
+    # Negated to refuse NaN
     # pylint: disable-next=C0117
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"LEMUR lr must be a number > 0, got {lr!r}")
@@ -115,7 +138,7 @@ def fit(  # pylint: disable=R0915
     generator = torch.Generator().manual_seed(seed)
     dimension = tokens.shape[1]
 
-    # Collection mean: tokens are centered on it and re-normalized, like txtai's LemurTrainer
+    # Center like txtai's LemurTrainer
     mean = sum(tokens[x : x + 65536].double().sum(dim=0) for x in range(0, tokens.shape[0], 65536)) / tokens.shape[0] if center else None
     mean = mean.float() if center else None
 
@@ -123,7 +146,7 @@ def fit(  # pylint: disable=R0915
         rows = rows.float()
         return torch.nn.functional.normalize(rows - mean, dim=1) if mean is not None else rows
 
-    # Target documents and learn tokens, drawn at random
+    # Draw targets and learn tokens
     documents = np.flatnonzero(lengths > 0)
     documents = np.sort(documents[torch.randperm(len(documents), generator=generator)[: min(targets, len(documents))].numpy()])
     pool = (
@@ -134,13 +157,13 @@ def fit(  # pylint: disable=R0915
     learned = torch.randperm(pool.shape[0], generator=generator)[: min(learn, pool.shape[0])]
     inputs = prepare(pool[learned]).to(device)
 
-    # Target document tokens, packed
+    # Pack target document tokens
     parts = [tokens[offsets[x] : offsets[x + 1]] for x in documents]
     dtokens = prepare(torch.cat(parts)).to(device)
     doffsets = np.concatenate(([0], np.cumsum([len(x) for x in parts])))
 
-    # Single-token MaxSim of every learn token against every target document, standardized; in bfloat16 where it is
-    # faster (regression targets, rounded far below their spread)
+    # Standardized MaxSim targets
+    # bfloat16 error is far below their spread
     autocast = precision == "bfloat16" or (precision == "auto" and bfloat16(device.type))
     scores = maxima(inputs, dtokens, doffsets, torch.bfloat16 if autocast and epochs else torch.float32)
     average, deviation = scores.mean(), scores.std(unbiased=False)
@@ -148,12 +171,12 @@ def fit(  # pylint: disable=R0915
         raise ValueError("LEMUR targets have zero variance: the documents' tokens are all alike")
     scores = (scores - average) / deviation
 
-    # Held-out split of learn tokens for early stopping
+    # Hold out tokens for early stopping
     held = int(len(inputs) * validation) if epochs and len(inputs) > 1 else 0
     held = min(held, len(inputs) - 1)
     prepared = time.perf_counter() - start
 
-    # Network, seeded independently of the caller's random state
+    # Seed network, keep global RNG
     config = {
         "modeltype": "mlp" if epochs else "elm",
         "inputdim": int(dimension),
@@ -181,7 +204,7 @@ def fit(  # pylint: disable=R0915
             "validationsplit": float(validation),
         }
 
-    # Stored sample for document encoding, drawn from the learn tokens
+    # Sample for document encoding
     chosen = torch.randperm(len(inputs), generator=generator)[: min(sample, len(inputs))]
     network.outputlayer = None
     model = LemurModel(config, network.cpu(), average, deviation, inputs[chosen].cpu(), mean)
@@ -249,7 +272,7 @@ def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, 
     start = time.perf_counter()
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
 
-    # Cosine decay to zero over all steps of all epochs
+    # Cosine decay over all steps
     steps = epochs * -(-len(inputs) // batch)
     decay = (lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))) if schedule == "cosine" else (lambda step: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
@@ -274,7 +297,7 @@ def train(network, inputs, targets, vinputs, vtargets, epochs, patience, batch, 
                 scheduler.step()
                 total, count = total + loss.item(), count + 1
 
-            # Held-out loss (training loss without a held-out split) selects the epoch
+            # Held-out loss selects the epoch
             metric = total / count
             if len(vinputs):
                 network.eval()

@@ -7,16 +7,16 @@ import torch
 
 from .ragged import checkoffsets, chunks
 
-# Elements of each score chunk (document tokens x query tokens): bounds memory, small enough to stay in cache on CPU
+# Score chunk elements, fits CPU cache
 BUDGET = 1 << 20
 
-# Most query tokens scored at once: larger blocks make the products efficient, smaller ones leave room for more document tokens
+# Most query tokens scored at once
 QUERYTOKENS = 1 << 10
 
-# Accelerators: each chunk is a few kernel launches, so chunks are far larger (elements of the padded product)
+# Larger chunks on accelerators
 DEVICEBUDGET = 1 << 26
 
-# Accelerators: query tokens scored at once
+# Query tokens on accelerators
 DEVICEQUERYTOKENS = 1 << 13
 
 
@@ -25,11 +25,10 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     """
     Scores every query against every document with late interaction (MaxSim), documents held ragged.
 
-    Each chunk of documents takes one matrix product of its tokens against all query tokens (document tokens as rows), a
-    segmented max over each document's rows and a segmented sum over each query's tokens. Nothing is padded on CPU; on accelerators each chunk's
-    documents are padded to its longest one for a batched product and a masked max.
+    Each chunk of documents takes one product against all query tokens, a max per document and a sum per query. On
+    accelerators, a chunk's documents are padded to its longest one for a batched product.
 
-    Documents without tokens score -inf (0.0 could outrank real matches with negative scores). Queries without tokens score 0.0.
+    Documents without tokens score -inf (0.0 could outrank negative scores). Queries without tokens score 0.0.
 
     >>> queries = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     >>> documents = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, -1.0]], dtype=np.float32)
@@ -53,7 +52,7 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     if reduce not in ("mean", "sum"):
         raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
 
-    # Tensors on the documents' device (numpy inputs on CPU)
+    # Tensors on the documents' device
     documents = tensor(documents)
     device = documents.device
     queries = tensor(queries).to(device)
@@ -64,7 +63,7 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
 
     qoffsets, doffsets = checkoffsets(qoffsets, queries.shape[0], "qoffsets"), checkoffsets(doffsets, documents.shape[0], "doffsets")
 
-    # Quantized documents need one scale per token
+    # int8 documents need token scales
     if scales is not None:
         scales = tensor(scales).to(device=device, dtype=torch.float32).view(-1)
         if scales.shape[0] != documents.shape[0]:
@@ -72,29 +71,29 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     elif not documents.is_floating_point():
         raise ValueError(f"{documents.dtype} documents need per-token scales")
 
-    # Products run in float32 on CPU (half precision matmul is slow there), in the documents' float type on accelerators
+    # float32 on CPU: half is slow there
     dtype = documents.dtype if device.type != "cpu" and documents.is_floating_point() else torch.float32
     queries = queries.to(dtype)
 
-    # Token counts, documents without tokens
+    # Token counts
     qlengths, dlengths = np.diff(qoffsets), np.diff(doffsets)
     scores = torch.zeros((len(qlengths), len(dlengths)), dtype=torch.float32, device=device)
 
-    # Chunk sizes: cache sized on CPU, large on accelerators (padded products)
+    # Chunk sizes per device
     budget, querytokens = (BUDGET, QUERYTOKENS) if device.type == "cpu" else (DEVICEBUDGET, DEVICEQUERYTOKENS)
 
     for qstart, qend in chunks(qoffsets, querytokens):
-        # Query token rows of this query chunk and the query each row belongs to
+        # Query tokens and their owners
         qtokens = queries[qoffsets[qstart] : qoffsets[qend]]
         owners = torch.from_numpy(np.repeat(np.arange(qend - qstart), qlengths[qstart:qend])).to(device)
 
         for dstart, dend in chunks(doffsets, max(1, budget // max(1, len(qtokens)))):
-            # Document tokens of this chunk, dequantized when needed
+            # Document tokens, dequantized
             dtokens = documents[doffsets[dstart] : doffsets[dend]].to(dtype)
             if scales is not None:
                 dtokens = dtokens * scales[doffsets[dstart] : doffsets[dend]].view(-1, 1).to(dtype)
 
-            # Best document token for every (query token, document), then summed over each query's tokens
+            # Best token, summed per query
             maxima = segmax(qtokens, dtokens, doffsets[dstart : dend + 1] - doffsets[dstart])
             sums = torch.zeros((qend - qstart, dend - dstart), dtype=torch.float32, device=device).index_add_(0, owners, maxima)
             scores[qstart:qend, dstart:dend] = sums
@@ -103,7 +102,7 @@ def maxsim(queries, qoffsets, documents, doffsets, reduce="mean", scales=None):
     if reduce == "mean":
         scores /= torch.from_numpy(np.maximum(qlengths, 1)).to(device=device, dtype=torch.float32).view(-1, 1)
 
-    # Documents without tokens have no similarity
+    # Empty documents score -inf
     if (dlengths == 0).any():
         scores[:, torch.from_numpy(dlengths == 0).to(device)] = -torch.inf
 
@@ -145,13 +144,13 @@ def segmax(qtokens, dtokens, offsets):
         float32 tensor (query tokens x documents), 0 for documents without tokens
     """
 
-    # Documents with tokens: a segment starts at each of them and runs up to the next one
+    # Segments of non-empty documents
     lengths = np.diff(offsets)
     nonempty = lengths > 0
     if not nonempty.any() or not qtokens.shape[0]:
         return torch.zeros((qtokens.shape[0], len(lengths)), dtype=torch.float32, device=qtokens.device)
 
-    # NumPy's reduceat on CPU; on accelerators, documents padded per chunk and one batched product
+    # Padded batches on accelerators
     if qtokens.device.type == "cpu":
         best = reduceat(qtokens, dtokens, offsets[:-1][nonempty])
     else:
@@ -160,7 +159,7 @@ def segmax(qtokens, dtokens, offsets):
     if nonempty.all():
         return best
 
-    # Documents without tokens get 0 here, the caller masks them
+    # Empty documents: 0, masked later
     maxima = torch.zeros((qtokens.shape[0], len(lengths)), dtype=torch.float32, device=qtokens.device)
     maxima[:, torch.from_numpy(nonempty).to(qtokens.device)] = best
     return maxima
@@ -179,15 +178,15 @@ def reduceat(qtokens, dtokens, starts):
         float32 tensor (query tokens x documents)
     """
 
-    # Small operands padded with zeros: MKL takes other kernels (other rounding) for them, so padded, every product rounds
-    # the same whatever the batch, and a document scores the same alone or among others (certified top k relies on it)
+    # Pad small operands: MKL rounds them differently,
+    # certified top k needs batch-independent scores
     rows, columns = dtokens.shape[0], qtokens.shape[0]
     if rows < 16:
         dtokens = torch.cat((dtokens, dtokens.new_zeros((16 - rows, dtokens.shape[1]))))
     if columns < 16:
         qtokens = torch.cat((qtokens, qtokens.new_zeros((16 - columns, qtokens.shape[1]))))
 
-    # Document tokens as rows, so each document's scores are contiguous rows
+    # Documents as contiguous rows
     products = torch.mm(dtokens, qtokens.T)[:rows, :columns]
     return rowmax(products, starts, np.diff(np.append(starts, rows))).T.contiguous()
 
@@ -196,9 +195,8 @@ def rowmax(products, starts, lengths):
     """
     Max over each document's rows of a (document tokens x columns) matrix.
 
-    Rows are gathered into a (documents x longest x columns) block where shorter documents repeat their last row (the max
-    is unchanged), then one amax: far faster than NumPy's reduceat over narrow rows. Where padding would more than double
-    the rows, NumPy's reduceat runs instead.
+    Rows are gathered into a (documents x longest x columns) block, shorter documents repeating their last row, for one
+    amax: faster than NumPy's reduceat over narrow rows, which runs instead where padding would more than double the rows.
 
     Args:
         products: (document tokens x columns) CPU tensor, documents contiguous
@@ -233,13 +231,13 @@ def padded(qtokens, dtokens, starts, lengths):
         float32 tensor (query tokens x documents)
     """
 
-    # Row of every (document, position), padding positions masked and pointed at the document's first row
+    # Rows per position, padding masked
     width = int(lengths.max())
     positions = np.arange(width)
     mask = positions[None, :] < lengths[:, None]
     rows = np.where(mask, starts[:, None] + positions[None, :], starts[:, None])
 
-    # (documents x width x dim) @ (dim x query tokens), padding set to -inf before the max
+    # Batched product, padding at -inf
     device = qtokens.device
     products = torch.matmul(dtokens[torch.from_numpy(rows).to(device)], qtokens.T)
     products.masked_fill_(~torch.from_numpy(mask).to(device).unsqueeze(-1), -torch.inf)

@@ -24,7 +24,7 @@ def quantize(matrix):
     matrix = np.asarray(matrix, dtype=np.float32)
     scales = np.abs(matrix).max(axis=1) / np.float32(127) if matrix.shape[1] else np.zeros(matrix.shape[0], dtype=np.float32)
 
-    # All zero rows keep scale 0 and dequantize to zeros, divide them by 1 to avoid 0 / 0
+    # Zero rows keep scale 0, no 0 / 0
     divisor = np.where(scales > 0, scales, np.float32(1))
     quantized = np.clip(np.rint(matrix / divisor[:, None]), -127, 127).astype(np.int8)
 

@@ -39,7 +39,7 @@ class Reservoir:
             if len(self.items) < self.size:
                 self.items.append(item)
             else:
-                # Replaces a kept item with probability size / (seen + 1)
+                # Replace w.p. size / (seen + 1)
                 position = self.random.randrange(self.seen + 1)
                 if position < self.size:
                     self.items[position] = item

@@ -41,7 +41,7 @@ class Resident:
         """
 
         with self.lock:
-            # A new store starts over, new rows are copied in blocks
+            # New store starts over
             if store is not self.store:
                 self.store, self.tokens, self.scales, self.offsets = store, None, None, np.zeros(1, dtype=np.int64)
             for _, tokens, offsets, scales in blocks(store, 4096, len(self.offsets) - 1):
@@ -54,7 +54,7 @@ class Resident:
 
             tokens, scales, base = self.tokens, self.scales, self.offsets
 
-        # Rows deleted since they were copied come back empty, like the store's
+        # Deleted rows come back empty
         ids = np.asarray(ids, dtype=np.int64)
         lengths = np.where(store.deleted[ids], 0, base[ids + 1] - base[ids])
         offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)

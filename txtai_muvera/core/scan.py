@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import torch
 
-# Storage types of candidate vectors (FDE or learned encoding rows)
+# Candidate vector storage types
 ENCODINGDTYPES = ("float16", "float32")
 
-# Bytes of float32 rows converted at a time (2.5 MiB): a block that stays in the CPU's cache
+# Block bytes, fits CPU cache
 BLOCK = 5 << 19
 
 
@@ -18,10 +18,8 @@ class Scan:
     """
     Exact inner product search over float32 or float16 candidate vectors (a full scan of every row).
 
-    Float16 rows halve the bytes read. They are converted to float32 a cache-sized block at a time into a reused buffer (torch's
-    conversion kernel uses the vector instructions the CPU reports at run time) and multiplied in float32, so scores
-    keep float32 precision: torch's float16 matrix product on CPU rounds its output to float16, which reorders close
-    candidates and coarsens the scores returned with candidates: 0.
+    Float16 rows halve the bytes read. They are converted to float32 a cache-sized block at a time and multiplied in
+    float32: torch's float16 product on CPU rounds its output to float16, which reorders close candidates.
 
     >>> rows = np.eye(3, 4, dtype=np.float16)
     >>> Scan()(np.array([[1, 2, 3, 4]], dtype=np.float32), rows).tolist()
@@ -44,11 +42,11 @@ class Scan:
         queries = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
         rows = tensor(rows)
 
-        # Float32 rows: one matrix product
+        # float32: one product
         if rows.dtype == torch.float32:
             return queries @ rows.T
 
-        # Float16 rows: blocks converted to float32, products written into one score matrix
+        # float16: convert block by block
         size = max(1, BLOCK // (4 * max(1, rows.shape[1])))
         scores = torch.empty((rows.shape[0], queries.shape[0]), dtype=torch.float32)
         buffer = torch.empty((min(size, rows.shape[0]), rows.shape[1]), dtype=torch.float32)
@@ -73,7 +71,7 @@ def tensor(rows):
     """
 
     with warnings.catch_warnings():
-        # torch warns that a read-only array is shared as writable: scans only read it
+        # Read-only warning: scans only read
         warnings.simplefilter("ignore", UserWarning)
         return torch.from_numpy(np.asarray(rows))
 
@@ -96,9 +94,9 @@ def encodingrows(rows, dtype):
     if dtype == "float32" or rows.dtype == np.float16:
         return rows
 
-    # float16 holds magnitudes up to 65504
+    # float16 range check
     largest = float(np.abs(rows).max()) if rows.size else 0.0
-    # finfo.max exists: pylint false positive
+    # pylint misreads finfo.max
     # pylint: disable-next=E1101
     if largest > float(np.finfo(np.float16).max):
         raise ValueError(f"candidate vectors hold values up to {largest:g}, beyond float16's range: set muvera: {{encodingdtype: float32}}")
@@ -121,7 +119,7 @@ def fderows(embeddings):
     if fdes.ndim != 2:
         raise ValueError(f"FDE vectors must be a 2D array, got shape {fdes.shape}")
 
-    # Chunked so a large memory-mapped array is not copied to test it
+    # Chunked, no copy of mapped arrays
     for start in range(0, fdes.shape[0], 65536):
         if not np.isfinite(fdes[start : start + 65536]).all():
             raise ValueError("FDE vectors contain NaN or infinite values")

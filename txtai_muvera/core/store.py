@@ -53,20 +53,19 @@ class TokenStore:
         self.dimension = int(dimension)
         self.dtype = dtype
 
-        # Folder the base is memory mapped from (None when in memory) and whether saves re-map the written folder
+        # Mapped folder and re-map flag
         self.path = None
         self.mmap = False
 
-        # Checksum verifiers of the memory-mapped base tokens and scales, whether reads verify their blocks (lazy
-        # policy), and the metadata last saved or loaded
+        # Checksums and metadata
         self._verifiers, self._lazy, self._config = [], False, None
 
-        # Base tokens (memory-mapped file after load) and in-memory tail with capacity doubling
+        # Mapped base and growing tail
         self._base, self._basescales = self._empty(0)
         self._tail, self._tailscales = self._empty(0)
         self._tailsize = 0
 
-        # Per document offsets (rows + 1) and tombstones (rows), capacity doubling
+        # Offsets and tombstones
         self._offsets = np.zeros(1, dtype=np.int64)
         self._deleted = np.zeros(0, dtype=bool)
         self._rows = 0
@@ -171,7 +170,7 @@ class TokenStore:
             if self.dtype != "int8":
                 flat, scales = dequantize(flat, scales), None
 
-        # Stored int8 rows as they are, float rows quantized per token vector for an int8 store
+        # Keep int8 rows, quantize floats
         values = flat if scales is not None else storedfloats(flat, offsets, self.dtype)
         if scales is None and self.dtype == "int8":
             values, scales = quantize(values)
@@ -184,7 +183,7 @@ class TokenStore:
             self._tailscales[start : start + len(values)] = scales
         self._tailsize += len(values)
 
-        # Append offsets shifted by the current token count and live tombstones
+        # Append shifted offsets, tombstones
         rows, count = self._rows, len(offsets) - 1
         self._offsets = grow(self._offsets, rows + 1 + count)
         self._offsets[rows + 1 : rows + 1 + count] = offsets[1:] + self._offsets[rows]
@@ -208,7 +207,7 @@ class TokenStore:
         if not len(matrices):
             return range(self._rows, self._rows)
 
-        # Check every matrix before packing so width errors name the store dimension
+        # Check widths before packing
         for matrix in matrices:
             shape = np.shape(matrix)
             if len(shape) != 2:
@@ -216,7 +215,7 @@ class TokenStore:
             if shape[1] != self.dimension:
                 raise ValueError(f"token matrix width {shape[1]} does not match store dimension {self.dimension}")
 
-        # Pack in the inputs' common dtype, append converts once
+        # Common dtype, converted once
         return self.append(*pack(matrices, dtype=np.result_type(*[np.asarray(m).dtype for m in matrices])))
 
     def delete(self, ids):
@@ -235,13 +234,13 @@ class TokenStore:
         except ValueError:
             array = np.zeros(0, dtype=object)
 
-        # Mixed or non integer input: keep only the integer ids in range
+        # Keep integer ids in range
         if array.dtype.kind not in "iu":
             values = list(ids) if isinstance(ids, (list, tuple)) else np.atleast_1d(np.asarray(ids, dtype=object)).ravel().tolist()
             values = [x for x in values if isinstance(x, (int, np.integer)) and not isinstance(x, bool) and 0 <= x < self._rows]
             array = np.array(values, dtype=np.int64)
 
-        # Keep valid, live, first occurrence ids
+        # Live ids, first occurrences
         ids = array.ravel().astype(np.int64)
         ids = ids[(ids >= 0) & (ids < self._rows)]
         ids = ids[np.sort(np.unique(ids, return_index=True)[1])]
@@ -264,17 +263,17 @@ class TokenStore:
 
         ids = self._ids(ids)
 
-        # Source start and length per requested row, deleted rows are empty
+        # Source rows, deleted ones empty
         starts = self._offsets[ids]
         lengths = self._offsets[ids + 1] - starts
         lengths[self._deleted[ids]] = 0
 
-        # Output offsets and source token index for every output token (no Python loop per token or row)
+        # Source index of each output token
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         index = np.arange(offsets[-1], dtype=np.int64) + np.repeat(starts - offsets[:-1], lengths)
 
-        # Blocks of the memory-mapped files read for the first time are checksummed before their data is used
+        # Checksum blocks on first read
         for verifier, start, rowbytes in self._verifiers if self._lazy else []:
             ends = np.minimum(starts + lengths, len(self._base))
             verifier.ranges(start + starts * rowbytes, start + ends * rowbytes)
@@ -313,7 +312,7 @@ class TokenStore:
         if not reclaimed:
             return 0
 
-        # Gather live tokens in row order, deleted rows come back empty
+        # Gather live tokens in row order
         flat, offsets, scales = self.gather(np.arange(rows))
 
         self._base, self._basescales = flat, scales
@@ -337,11 +336,11 @@ class TokenStore:
 
         path = os.path.abspath(os.fspath(path))
 
-        # Never swap away something that isn't a token store
+        # Only overwrite token stores
         if os.path.lexists(path) and not (os.path.isdir(path) and (not os.listdir(path) or isstore(path))):
             raise StoreError(f"{path}: exists and is not a txtai-muvera token store, refusing to overwrite it")
 
-        # Unverified memory-mapped blocks are checked before they are copied under a fresh checksum
+        # Verify before copying
         self.verify()
         rows, size = self._rows, self._tailsize
         scales = [self._basescales, self._tailscales[:size]] if self.dtype == "int8" else None
@@ -352,7 +351,7 @@ class TokenStore:
             )
 
         def remap():
-            # Memory-mapped stores map the new folder before the old files are released
+            # Map new files before old go
             if self.mmap:
                 self._base, self._basescales = self._map(path, self._config, "written")
                 self._tail, self._tailscales = self._empty(0)
@@ -389,8 +388,7 @@ class TokenStore:
         path, config, offsets, deleted = openstore(path)
         store = TokenStore(config["dimension"], config["dtype"])
 
-        # Large arrays: size and header checks, then map; a store read into memory is verified whole
-        # store is the TokenStore this loader builds, its private state is set here
+        # Map arrays into the new store
         # pylint: disable-next=W0212
         store._config = config
         # pylint: disable-next=W0212

@@ -13,17 +13,17 @@ from .integrity import checksha256, checksize, describefile, mapnpy, npyheader, 
 from .folder import current, syncdir
 from .ragged import checkoffsets
 
-# Token store folder format, and the earlier version still read: unsealed, sha256 of offsets and tombstones only
+# Format and readable old version
 FORMAT = "txtai-muvera-tokenstore"
 VERSION, LEGACY = 2, 1
 
-# Checksum verification policies of the memory-mapped arrays: each block when first read, all at load, or none
+# Mapped array checksum policies
 VERIFY = ("lazy", "load", "off")
 
-# Stored token dtypes and their bytes per element
+# Token dtypes, bytes per element
 DTYPES = {"float32": 4, "float16": 2, "int8": 1}
 
-# Bytes copied per block when streaming tokens to disk, keeps memory flat while saving memory-mapped stores
+# Bytes per streamed block
 BLOCK = 1 << 26
 
 # Logging configuration
@@ -54,7 +54,7 @@ def writestore(folder, dimension, dtype, tokens, scales, offsets, deleted):
         metadata written to store.json
     """
 
-    # Large arrays are streamed block by block
+    # Stream large arrays
     files = {"tokens.npy": streamnpy(os.path.join(folder, "tokens.npy"), *tokens)}
     if scales is not None:
         files["scales.npy"] = streamnpy(os.path.join(folder, "scales.npy"), *scales)
@@ -138,13 +138,13 @@ def openstore(path):
     config = readstoremetadata(path)
     rows, tokens = config["rows"], config["tokens"]
 
-    # An earlier release's store has no data checksums: its tokens are read like verify "off"
+    # No data checksums in old stores
     if config["version"] == LEGACY:
         message = "%s: token store saved by an earlier txtai-muvera release (format version %d) without data checksums, "
         message += "tokens checked by size and header only; saving it again writes the current format"
         logger.info(message, path, LEGACY)
 
-    # Small arrays: read, checksum and check structure
+    # Read and check small arrays
     offsets = readsmall(path, config, "offsets.npy", np.int64, (rows + 1,))
     checkoffsets(offsets, tokens, f"{os.path.join(path, 'offsets.npy')}: offsets", StoreError)
     deleted = readsmall(path, config, "deleted.npy", np.bool_, (rows,))
@@ -163,7 +163,7 @@ def readstoremetadata(path):
         metadata dict
     """
 
-    # The earlier version is unsealed and records sha256 checksums of the small arrays only
+    # Earlier version is unsealed
     name = os.path.join(path, "store.json")
     config = readformat(name, path, "token store", FORMAT, (VERSION, LEGACY), StoreError)
 
@@ -214,7 +214,7 @@ def readsmall(path, config, name, dtype, shape):
         writable in-memory array
     """
 
-    # Checksum the raw bytes (read bounded by the recorded size) before parsing anything
+    # Checksum before parsing
     filename, legacy = os.path.join(path, name), config["version"] == LEGACY
     size = checksize(filename, config["files"].get(name), path, StoreError, "store.json", legacy)
     data = readbytes(filename, path, size, StoreError)
@@ -251,8 +251,7 @@ def maptokens(path, config, policy, mmap=True):
             arrays.append(None)
             continue
 
-        # Size, header, then the data mapped without np.load (no pickle, any dtype); an earlier release's files have
-        # no block checksums to verify
+        # Map without np.load: no pickle
         filename, legacy = os.path.join(path, name), config["version"] == LEGACY
         array, verifier, start = mapnpy(filename, config["files"].get(name), path, dtype, shape, StoreError, "store.json", legacy)
         if verifier:
