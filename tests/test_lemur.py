@@ -2,6 +2,7 @@
 LEMUR learned encoding tests: the encoder and trainer, and txtai 9.14's artifact format read and written both ways.
 """
 
+import inspect
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from txtai.pipeline.train.lemur import LemurTrainer
 from txtai_muvera.core import lemurmodel
 from txtai_muvera.core.lemur import Lemur
 from txtai_muvera.core.lemurartifact import ArtifactError
-from txtai_muvera.core.lemurfit import fit
+from txtai_muvera.core.lemurfit import DEFAULTS, fit
 from txtai_muvera.core.lemurmodel import LemurModel
 from txtai_muvera.core.maxsim import segmax
 from txtai_muvera.core.ragged import pack
@@ -213,3 +214,14 @@ def test_training_settings_checked():
     for schedule in ("constant", "cosine"):
         _, statistics = fit(flat, offsets, dimensions=16, epochs=3, patience=0, schedule=schedule, progress=False)
         assert statistics["epochs"] == 3 and np.isfinite(statistics["loss"])
+
+
+def test_defaults_shared():
+    # One source of training defaults: an index's Lemur and the fit command train alike
+    encoding = Lemur(16)
+    signature = inspect.signature(fit).parameters
+    for name, value in DEFAULTS.items():
+        assert signature[name].default == value
+        key = "trainprecision" if name == "precision" else name
+        if key in encoding.params:
+            assert encoding.params[key] == value
