@@ -108,7 +108,7 @@ def test_float32_index_loads(pylate_model, tmp_path):
 def test_presets():
     assert delegateconfig("faiss-ivfpq", 10240)["faiss"]["components"] == "IDMap,IVF,PQ1280x4fs,Refine(SQfp16)"
     assert delegateconfig("faiss") == {"backend": "faiss"}
-    assert pqsize(10240) == 1280 and pqsize(2048) == 256 and pqsize(12) == 1
+    assert pqsize(10240) == 1280 and pqsize(2048) == 1024 and pqsize(1024) == 512 and pqsize(12) == 6 and pqsize(3) == 1
     assert delegateconfig("faiss-hnsw") is not delegateconfig("faiss-hnsw") and PRESETS["faiss-hnsw"]["faiss"]["efsearch"]
     with pytest.raises(ValueError, match="itself"):
         delegateconfig("txtai_muvera.Muvera")

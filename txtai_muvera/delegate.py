@@ -17,17 +17,17 @@ PRESETS = {
     "faiss-hnsw": {"backend": "faiss", "faiss": {"components": "IDMap,HNSW32,SQfp16", "efsearch": 128}},
     # IVF over float16
     "faiss-ivf": {"backend": "faiss", "faiss": {"components": "IVF,SQfp16", "probefraction": 0.5, "maxtrain": 20000}},
-    # IVF PQ, float16 re-scoring
+    # IVF PQ, float16 re-scoring; candidate rows cluster poorly, so every list is scanned
     "faiss-ivfpq": {
         "backend": "faiss",
-        "faiss": {"components": "IDMap,IVF,PQ{pq}x4fs,Refine(SQfp16)", "probefraction": 0.5, "kfactor": 4, "maxtrain": 20000},
+        "faiss": {"components": "IDMap,IVF,PQ{pq}x4fs,Refine(SQfp16)", "probefraction": 1.0, "kfactor": 16, "maxtrain": 20000},
     },
     # hnswlib, supports removals
     "hnswlib": {"backend": "hnsw", "hnsw": {"m": 32, "efconstruction": 200, "efsearch": 128}},
 }
 
-# Dimensions per PQ code
-PQWIDTH = 8
+# Dimensions per PQ code, and the fewest codes: learned rows rank by small differences of large products
+PQWIDTH, PQCODES = 8, 1024
 
 
 def delegateconfig(search, dimensions=None, rows=None):
@@ -133,7 +133,8 @@ def loadsaved(path, saved):
 
 def pqsize(dimensions):
     """
-    Number of product quantization codes of a vector: one per PQWIDTH dimensions, an even count (4-bit fast scan).
+    Number of product quantization codes of a vector: one per PQWIDTH dimensions but at least PQCODES (down to 2
+    dimensions per code), an even count (4-bit fast scan).
 
     Args:
         dimensions: vector width
@@ -142,7 +143,7 @@ def pqsize(dimensions):
         number of codes, a divisor of dimensions
     """
 
-    for size in range(max(dimensions // PQWIDTH, 1), 0, -1):
+    for size in range(max(dimensions // PQWIDTH, min(dimensions // 2, PQCODES), 1), 0, -1):
         if dimensions % size == 0 and (size % 2 == 0 or size == 1):
             return size
 
