@@ -82,149 +82,151 @@ def neighbours(draw):
     return queries, documents
 
 
-class TestCertified:
+@settings(max_examples=150, deadline=None)
+@given(data=neighbours(), limit=st.integers(1, 8), reduce=st.sampled_from(["mean", "sum"]), dtype=st.sampled_from(["float32", "float16"]))
+def test_exact_property(data, limit, reduce, dtype):
     """
-    Certified top-k tests
+    Property: certified top k returns the ids, order and scores of float32 MaxSim, near ties and exact ties included
     """
 
-    @settings(max_examples=150, deadline=None)
-    @given(data=neighbours(), limit=st.integers(1, 8), reduce=st.sampled_from(["mean", "sum"]), dtype=st.sampled_from(["float32", "float16"]))
-    def testExactProperty(self, data, limit, reduce, dtype):
-        """
-        Property: certified top k returns the ids, order and scores of float32 MaxSim, near ties and exact ties included
-        """
+    queries, documents = data
+    (qflat, qoffsets), (dflat, doffsets) = pack(queries), pack(documents, getattr(np, dtype))
 
-        queries, documents = data
-        (qflat, qoffsets), (dflat, doffsets) = pack(queries), pack(documents, getattr(np, dtype))
+    counts = {}
+    found = topk(qflat, qoffsets, dflat, doffsets, limit, reduce, precision="certified", screen=Screen(dflat, doffsets), counts=counts)
+    assert found == expected(qflat, qoffsets, dflat, doffsets, limit, reduce)
+    assert 0 <= counts["rescored"] <= counts["pairs"]
 
-        counts = {}
-        found = topk(qflat, qoffsets, dflat, doffsets, limit, reduce, precision="certified", screen=Screen(dflat, doffsets), counts=counts)
-        assert found == expected(qflat, qoffsets, dflat, doffsets, limit, reduce)
-        assert 0 <= counts["rescored"] <= counts["pairs"]
 
-    @settings(max_examples=80, deadline=None)
-    @given(data=neighbours())
-    def testBoundProperty(self, data):
-        """
-        Property: every screened MaxSim sum is within its bound of the float32 sum
-        """
+@settings(max_examples=80, deadline=None)
+@given(data=neighbours())
+def test_bound_property(data):
+    """
+    Property: every screened MaxSim sum is within its bound of the float32 sum
+    """
 
-        queries, documents = data
-        (qflat, qoffsets), (dflat, doffsets) = pack(queries), pack(documents)
+    queries, documents = data
+    (qflat, qoffsets), (dflat, doffsets) = pack(queries), pack(documents)
 
-        sums, bounds = Screen(dflat, doffsets).scores(torch.from_numpy(qflat), qoffsets)
-        reference = maxsim(qflat, qoffsets, dflat, doffsets, reduce="sum").double().numpy()
-        live = np.isfinite(reference)
-        assert (np.abs(sums - reference)[live] <= bounds[live]).all()
+    sums, bounds = Screen(dflat, doffsets).scores(torch.from_numpy(qflat), qoffsets)
+    reference = maxsim(qflat, qoffsets, dflat, doffsets, reduce="sum").double().numpy()
+    live = np.isfinite(reference)
+    assert (np.abs(sums - reference)[live] <= bounds[live]).all()
 
-    def testInt8Store(self):
-        """
-        int8 documents with per token scales: certified results equal float32 MaxSim of the dequantized values
-        """
 
-        generator = np.random.default_rng(4)
-        flat, offsets = pack(unit(generator, generator.integers(0, 40, size=60), 32))
-        scales = (np.abs(flat).max(axis=1) / 127).astype(np.float32)
-        quantized = np.round(flat / np.where(scales > 0, scales, 1)[:, None]).astype(np.int8)
-        queries, qoffsets = pack(unit(generator, [8, 32], 32))
+def test_int8_store():
+    """
+    int8 documents with per token scales: certified results equal float32 MaxSim of the dequantized values
+    """
 
-        screen = Screen(quantized, offsets, scales)
-        found = topk(queries, qoffsets, quantized, offsets, 7, scales=scales, screen=screen)
-        assert found == expected(queries, qoffsets, quantized, offsets, 7, scales=scales)
+    generator = np.random.default_rng(4)
+    flat, offsets = pack(unit(generator, generator.integers(0, 40, size=60), 32))
+    scales = (np.abs(flat).max(axis=1) / 127).astype(np.float32)
+    quantized = np.round(flat / np.where(scales > 0, scales, 1)[:, None]).astype(np.int8)
+    queries, qoffsets = pack(unit(generator, [8, 32], 32))
 
-    def testPrecisions(self):
-        """
-        exact and certified agree; approximate returns float32 scores of screened documents; well separated documents are
-        mostly not scored again
-        """
+    screen = Screen(quantized, offsets, scales)
+    found = topk(queries, qoffsets, quantized, offsets, 7, scales=scales, screen=screen)
+    assert found == expected(queries, qoffsets, quantized, offsets, 7, scales=scales)
 
-        generator = np.random.default_rng(5)
-        queries = unit(generator, [32, 20], 64)
-        documents = unit(generator, generator.integers(32, 60, size=200), 64)
 
-        # Every 10th document holds the first query's tokens, slightly moved: clear winners
-        for x in range(0, 200, 10):
-            documents[x][:32] = queries[0] + 0.1 * generator.standard_normal(queries[0].shape)
-        (qflat, qoffsets), (dflat, doffsets) = pack(queries), pack(documents)
+def test_precisions():
+    """
+    exact and certified agree; approximate returns float32 scores of screened documents; well separated documents are
+    mostly not scored again
+    """
 
-        reference = expected(qflat, qoffsets, dflat, doffsets, 10)
-        screen = Screen(dflat, doffsets)
-        assert topk(qflat, qoffsets, dflat, doffsets, 10, precision="exact") == reference
+    generator = np.random.default_rng(5)
+    queries = unit(generator, [32, 20], 64)
+    documents = unit(generator, generator.integers(32, 60, size=200), 64)
 
-        counts = {}
-        assert topk(qflat, qoffsets, dflat, doffsets, 10, screen=screen, counts=counts) == reference
-        assert counts["pairs"] == 400 and counts["rescored"] < 400
+    # Every 10th document holds the first query's tokens, slightly moved: clear winners
+    for x in range(0, 200, 10):
+        documents[x][:32] = queries[0] + 0.1 * generator.standard_normal(queries[0].shape)
+    (qflat, qoffsets), (dflat, doffsets) = pack(queries), pack(documents)
 
-        # Approximate: float32 scores of the documents it returns, mostly the same documents
-        scores = maxsim(qflat, qoffsets, dflat, doffsets).numpy()
-        approximate = topk(qflat, qoffsets, dflat, doffsets, 10, precision="approximate", screen=screen)
-        for x, row in enumerate(approximate):
-            assert [score for _, score in row] == sorted([score for _, score in row], reverse=True)
-            assert all(score == scores[x, index] for index, score in row)
-        assert len({i for i, _ in approximate[0]} & {i for i, _ in reference[0]}) >= 8
+    reference = expected(qflat, qoffsets, dflat, doffsets, 10)
+    screen = Screen(dflat, doffsets)
+    assert topk(qflat, qoffsets, dflat, doffsets, 10, precision="exact") == reference
 
-    def testScreens(self):
-        """
-        A store's screen is built once, extended on append, and gives the same screen as the gathered rows
-        """
+    counts = {}
+    assert topk(qflat, qoffsets, dflat, doffsets, 10, screen=screen, counts=counts) == reference
+    assert counts["pairs"] == 400 and counts["rescored"] < 400
 
-        generator = np.random.default_rng(6)
-        store = TokenStore(16, "float32")
-        store.extend(unit(generator, [3, 5, 0, 9], 16))
+    # Approximate: float32 scores of the documents it returns, mostly the same documents
+    scores = maxsim(qflat, qoffsets, dflat, doffsets).numpy()
+    approximate = topk(qflat, qoffsets, dflat, doffsets, 10, precision="approximate", screen=screen)
+    for x, row in enumerate(approximate):
+        assert [score for _, score in row] == sorted([score for _, score in row], reverse=True)
+        assert all(score == scores[x, index] for index, score in row)
+    assert len({i for i, _ in approximate[0]} & {i for i, _ in reference[0]}) >= 8
 
-        screens = Screens()
-        first = screens.gather(store, [3, 0])
-        store.extend(unit(generator, [4, 2], 16))
-        second = screens.gather(store, [5, 3, 4])
 
-        for screen, ids in ((first, [3, 0]), (second, [5, 3, 4])):
-            direct = Screen(*store.gather(ids))
-            assert torch.equal(screen.codes, direct.codes) and (screen.offsets == direct.offsets).all()
-            assert np.allclose(screen.scale, direct.scale) and np.allclose(screen.residual, direct.residual)
+def test_screens():
+    """
+    A store's screen is built once, extended on append, and gives the same screen as the gathered rows
+    """
 
-        # A new store starts over
-        other = TokenStore(16, "float32")
-        other.extend(unit(generator, [7], 16))
-        assert screens.gather(other, [0]).offsets.tolist() == [0, 7]
+    generator = np.random.default_rng(6)
+    store = TokenStore(16, "float32")
+    store.extend(unit(generator, [3, 5, 0, 9], 16))
 
-    def testErrors(self):
-        """
-        Bad precision, limit or screen size raise clear errors
-        """
+    screens = Screens()
+    first = screens.gather(store, [3, 0])
+    store.extend(unit(generator, [4, 2], 16))
+    second = screens.gather(store, [5, 3, 4])
 
-        generator = np.random.default_rng(7)
-        (qflat, qoffsets), (dflat, doffsets) = pack(unit(generator, [4], 8)), pack(unit(generator, [3, 2, 5], 8))
+    for screen, ids in ((first, [3, 0]), (second, [5, 3, 4])):
+        direct = Screen(*store.gather(ids))
+        assert torch.equal(screen.codes, direct.codes) and (screen.offsets == direct.offsets).all()
+        assert np.allclose(screen.scale, direct.scale) and np.allclose(screen.residual, direct.residual)
 
-        with pytest.raises(ValueError, match="precision"):
-            topk(qflat, qoffsets, dflat, doffsets, 2, precision="bf17")
-        with pytest.raises(ValueError, match="limit"):
-            topk(qflat, qoffsets, dflat, doffsets, 0)
-        with pytest.raises(ValueError, match="screen"):
-            topk(qflat, qoffsets, dflat, doffsets, 1, screen=Screen(dflat[:5], doffsets[:3]))
+    # A new store starts over
+    other = TokenStore(16, "float32")
+    other.extend(unit(generator, [7], 16))
+    assert screens.gather(other, [0]).offsets.tolist() == [0, 7]
 
-    def testScreening(self):
-        """
-        The int8 speed check runs once and answers a bool
-        """
 
-        assert SCREENING() in (True, False) and SCREENING.cache_info().currsize == 1
+def test_errors():
+    """
+    Bad precision, limit or screen size raise clear errors
+    """
 
-    def testSlowInt8(self, monkeypatch):
-        """
-        Where int8 products are not faster, certified scores everything in float32 and stores keep no screen
-        """
+    generator = np.random.default_rng(7)
+    (qflat, qoffsets), (dflat, doffsets) = pack(unit(generator, [4], 8)), pack(unit(generator, [3, 2, 5], 8))
 
-        monkeypatch.setattr(certified, "screening", lambda: False)
-        generator = np.random.default_rng(8)
-        (qflat, qoffsets), (dflat, doffsets) = pack(unit(generator, [4], 8)), pack(unit(generator, [3, 2, 5, 4], 8))
+    with pytest.raises(ValueError, match="precision"):
+        topk(qflat, qoffsets, dflat, doffsets, 2, precision="bf17")
+    with pytest.raises(ValueError, match="limit"):
+        topk(qflat, qoffsets, dflat, doffsets, 0)
+    with pytest.raises(ValueError, match="screen"):
+        topk(qflat, qoffsets, dflat, doffsets, 1, screen=Screen(dflat[:5], doffsets[:3]))
 
-        counts = {}
-        assert topk(qflat, qoffsets, dflat, doffsets, 2, counts=counts) == expected(qflat, qoffsets, dflat, doffsets, 2)
-        assert counts == {"pairs": 4, "rescored": 4}
 
-        store = TokenStore(8, "float32")
-        store.extend(unit(generator, [3], 8))
-        assert Screens().gather(store, [0]) is None
+def test_screening():
+    """
+    The int8 speed check runs once and answers a bool
+    """
+
+    assert SCREENING() in (True, False) and SCREENING.cache_info().currsize == 1
+
+
+def test_slow_int8(monkeypatch):
+    """
+    Where int8 products are not faster, certified scores everything in float32 and stores keep no screen
+    """
+
+    monkeypatch.setattr(certified, "screening", lambda: False)
+    generator = np.random.default_rng(8)
+    (qflat, qoffsets), (dflat, doffsets) = pack(unit(generator, [4], 8)), pack(unit(generator, [3, 2, 5, 4], 8))
+
+    counts = {}
+    assert topk(qflat, qoffsets, dflat, doffsets, 2, counts=counts) == expected(qflat, qoffsets, dflat, doffsets, 2)
+    assert counts == {"pairs": 4, "rescored": 4}
+
+    store = TokenStore(8, "float32")
+    store.extend(unit(generator, [3], 8))
+    assert Screens().gather(store, [0]) is None
 
 
 def test_txtai_precisions(pylate_model):
