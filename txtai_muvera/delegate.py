@@ -14,13 +14,13 @@ logger = logging.getLogger(__name__)
 PRESETS = {
     # IDMap adds add_with_ids; over IVF it misnumbers removals
     # HNSW over float16
-    "faiss-hnsw": {"backend": "faiss", "faiss": {"components": "IDMap,HNSW32,SQfp16", "efsearch": 128}},
+    "faiss-hnsw": {"backend": "faiss", "faiss": {"components": "IDMap,HNSW32,SQfp16", "efsearch": 512}},
     # IVF over float16
     "faiss-ivf": {"backend": "faiss", "faiss": {"components": "IVF,SQfp16", "probefraction": 0.5, "maxtrain": 20000}},
     # IVF PQ, float16 re-scoring; candidate rows cluster poorly, so every list is scanned
     "faiss-ivfpq": {
         "backend": "faiss",
-        "faiss": {"components": "IDMap,IVF,PQ{pq}x4fs,Refine(SQfp16)", "probefraction": 1.0, "kfactor": 16, "maxtrain": 20000},
+        "faiss": {"components": "IDMap,IVF,PQ{pq}x4fs,Refine(SQfp16)", "probefraction": 1.0, "kfactor": 32, "maxtrain": 20000},
     },
     # hnswlib, supports removals
     "hnswlib": {"backend": "hnsw", "hnsw": {"m": 32, "efconstruction": 200, "efsearch": 128}},
