@@ -46,7 +46,7 @@ CHUNK = 4096
 # Search settings swept after a delegated index is built (query-time settings only, no rebuild)
 SWEEPS = {
     "faiss": [{"nprobe": x} for x in (8, 16, 32, 64)],
-    "faiss-ivf": [{"probefraction": x} for x in (0.1, 0.25, 0.5)],
+    "faiss-ivf": [{"probefraction": x} for x in (0.5, 0.75, 0.9)],
     "faiss-hnsw": [{"efsearch": x} for x in (128, 256, 512, 1024)],
     "faiss-ivfpq": [{"probefraction": x, "kfactor": y} for x, y in ((0.25, 4), (0.5, 16), (1.0, 4), (1.0, 16), (1.0, 32), (1.0, 64))],
     "hnswlib": [{"efsearch": x} for x in (100, 256, 512)],

@@ -16,7 +16,7 @@ PRESETS = {
     # HNSW over float16
     "faiss-hnsw": {"backend": "faiss", "faiss": {"components": "IDMap,HNSW32,SQfp16", "efsearch": 512}},
     # IVF over float16
-    "faiss-ivf": {"backend": "faiss", "faiss": {"components": "IVF,SQfp16", "probefraction": 0.5, "maxtrain": 20000}},
+    "faiss-ivf": {"backend": "faiss", "faiss": {"components": "IVF,SQfp16", "probefraction": 0.75, "maxtrain": 20000}},
     # IVF PQ, float16 re-scoring; candidate rows cluster poorly, so every list is scanned
     "faiss-ivfpq": {
         "backend": "faiss",
