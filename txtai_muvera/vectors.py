@@ -13,7 +13,7 @@ from txtai.version import __version__ as TXTAI
 
 from . import plugins, progress
 from .array import LateArray
-from .core.inputs import checkinput, matrices as tokenmatrices
+from .core.inputs import checkinput, matrices as tokenmatrices, nonblank
 from .core.maxsim import maxsim
 from .core.ragged import pack
 from .errors import configuration
@@ -202,7 +202,7 @@ class LateVectors(Vectors):
 
         tokens, offsets = pack(matrices) if matrices else (np.zeros((0, self.model.dimension), np.float32), np.zeros(1, np.int64))
         if category == "data" and self.learntexts is not None:
-            self.learntexts.add(x for x in data if isinstance(x, str) and x.strip())
+            self.learntexts.add(nonblank(data))
 
         # Never normalize FDE rows
         if getattr(self.encoding, "learned", False):

@@ -46,6 +46,23 @@ def matrices(encoder, data, category, names=None, dtype="float32", progress=None
     return results
 
 
+def nonblank(data):
+    """
+    Texts of a batch that hold words: non-blank strings, not token matrices.
+
+    >>> list(nonblank(["a b", " ", np.zeros((1, 2)), "c"]))
+    ['a b', 'c']
+
+    Args:
+        data: texts or token matrices
+
+    Returns:
+        generator of texts
+    """
+
+    return (x for x in data if isinstance(x, str) and x.strip())
+
+
 def checkinput(value, dimension, label, dtype="float32"):
     """
     Checks one input: a text or a pre-encoded (tokens x dimension) token matrix. Texts of any content are accepted,

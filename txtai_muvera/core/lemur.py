@@ -7,6 +7,7 @@ import random
 import numpy as np
 import torch
 
+from .inputs import nonblank
 from .lemurartifact import ArtifactError
 from .lemurfit import DEFAULTS, fit
 from .lemurmodel import LemurModel
@@ -202,7 +203,7 @@ class Lemur:
 
         # Train with shared parameters
         querytokens = self.querytokens if self.params["learncategory"] == "query" else None
-        self.model, self.statistics = fit(
+        model, self.statistics = fit(
             flat,
             offsets,
             device=device,
@@ -211,7 +212,8 @@ class Lemur:
             querytokens=querytokens,
             **{k: v for k, v in self.params.items() if k in DEFAULTS},
         )
-        self.model.ridge, self.model.precision, self.querytokens = self.params["ridge"], self.params["encodeprecision"], None
+        self.usemodel(model)
+        self.querytokens = None
         self.statistics["learncategory"] = "query" if querytokens is not None else "data"
         return self.statistics
 
@@ -227,9 +229,19 @@ class Lemur:
             model = LemurModel.load(path)
             if model.dimension != self.dimension:
                 raise ArtifactError(f"{path}: LEMUR artifact takes {model.dimension}-d token vectors, the encoder makes {self.dimension}-d")
-            self.model, self.path = model, path
-            self.model.ridge, self.model.precision = self.params["ridge"], self.params["encodeprecision"]
-            self.params["dimensions"] = model.dimensions
+            self.usemodel(model)
+            self.path, self.params["dimensions"] = path, model.dimensions
+
+    def usemodel(self, model):
+        """
+        Takes a trained model, encoding documents with this encoding's ridge and precision settings.
+
+        Args:
+            model: LemurModel
+        """
+
+        model.ridge, model.precision = self.params["ridge"], self.params["encodeprecision"]
+        self.model = model
 
     def learnsample(self):
         """
@@ -256,7 +268,7 @@ class Lemur:
 
         sample = self.learnsample()
         if sample:
-            sample.add(text for text in texts if isinstance(text, str) and text.strip())
+            sample.add(nonblank(texts))
             self.learnqueries(sample.items, encode)
 
     def learnqueries(self, texts, encode):
