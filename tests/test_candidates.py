@@ -1,5 +1,5 @@
 """
-Candidate vector storage and delegated candidate search: float16 rows, the float16 scan, older float32 indexes, presets.
+Candidate vector storage and delegated candidate search: float16 and int8 rows, their scan, older float32 indexes, presets.
 """
 
 import json
@@ -15,7 +15,9 @@ from txtai.embeddings import Embeddings
 from helpers import TEXTS, late, reseal
 from txtai_muvera.delegate import PRESETS, delegateconfig, pqsize
 from txtai_muvera.core import scan
-from txtai_muvera.core.scan import Scan, encodingrows
+from txtai_muvera.ann import IndexFileError
+from txtai_muvera.core.quantize import dequantize
+from txtai_muvera.core.scan import Int8Rows, Scan, encodingrows, joinrows
 from txtai_muvera.errors import ConfigurationError
 
 
@@ -40,6 +42,15 @@ def test_scan(monkeypatch):
     np.testing.assert_allclose(scores.numpy(), queries @ rows.astype(np.float16).astype(np.float32).T, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(Scan()(queries[:1], rows).numpy(), queries[:1] @ rows.T, rtol=1e-5, atol=1e-4)
 
+    # int8 rows score as their dequantized values, each row times its scale
+    quantized = Int8Rows.quantize(rows)
+    scores = Scan()(queries, quantized)
+    np.testing.assert_allclose(scores.numpy(), queries @ dequantize(quantized.values, quantized.scales).T, rtol=1e-5, atol=1e-4)
+
+    # and within the rounding bound of the float rows: |q| . scale / 2 per row
+    bound = np.abs(queries).sum(axis=1, keepdims=True) * quantized.scales[None, :] / 2
+    assert (np.abs(scores.numpy() - queries @ rows.T) <= bound + 1e-4).all()
+
 
 def test_encodingrows():
     rows = np.array([[1.5, -2.0]], dtype=np.float32)
@@ -51,6 +62,74 @@ def test_encodingrows():
         encodingrows(np.array([[1e6]], dtype=np.float32), "float16")
     with pytest.raises(ValueError, match="encodingdtype"):
         encodingrows(rows, "bfloat16")
+
+    # int8 rows, back to float, appended in the stored type
+    quantized = encodingrows(rows, "int8")
+    assert quantized.values.dtype == np.int8 and quantized.scales.dtype == np.float32 and quantized.shape == (1, 2)
+    np.testing.assert_allclose(encodingrows(quantized, "float32"), rows, atol=2 / 127)
+    joined = joinrows(quantized, np.array([[0.0, 4.0]], dtype=np.float32))
+    assert isinstance(joined, Int8Rows) and joined.values.tolist() == [[95, -127], [0, 127]]
+    assert joinrows(np.zeros((1, 2), dtype=np.float16), rows).dtype == np.float16
+
+
+def test_int8_rows(pylate_model, tmp_path):
+    # int8 rows with a scale per row: FDE scores within the rounding bound of float32 rows, a quarter of the bytes
+    full = Embeddings(late(pylate_model, encodingdtype="float32", candidates=0))
+    full.index(TEXTS)
+    small = Embeddings(late(pylate_model, encodingdtype="int8", candidates=0))
+    small.index(TEXTS)
+    assert isinstance(small.ann.fdes, Int8Rows)
+    for query in ("virus cases", "frog", "interest rates"):
+        exact = {r["id"]: r["score"] for r in full.search(query, len(TEXTS))}
+        approximate = {r["id"]: r["score"] for r in small.search(query, len(TEXTS))}
+        assert exact.keys() == approximate.keys()
+        assert max(abs(exact[uid] - approximate[uid]) for uid in exact) < 0.01 * max(abs(v) for v in exact.values())
+
+    # Saved: int8 fde.npy, float32 fde-scales.npy, recorded in muvera.json
+    small.save(str(tmp_path / "small"))
+    full.save(str(tmp_path / "full"))
+    folder = tmp_path / "small" / "embeddings"
+    assert np.load(folder / "fde.npy").dtype == np.int8 and np.load(folder / "fde-scales.npy").shape == (len(TEXTS),)
+    assert os.path.getsize(folder / "fde.npy") + os.path.getsize(folder / "fde-scales.npy") < 0.3 * os.path.getsize(
+        tmp_path / "full" / "embeddings" / "fde.npy"
+    )
+    with open(folder / "muvera.json", encoding="utf-8") as f:
+        metadata = json.load(f)
+    assert metadata["encodingdtype"] == "int8" and "fde-scales.npy" in metadata["files"]
+
+    # Loaded memory mapped, the same scores; upserts append int8 rows, and save again
+    expected = ranking(small)
+    loaded = Embeddings().load(str(tmp_path / "small"))
+    assert isinstance(loaded.ann.fdes, Int8Rows) and isinstance(loaded.ann.fdes.values, np.memmap)
+    assert ranking(loaded) == expected
+    loaded.upsert([(len(TEXTS), "Frogs sing at night in the rainforest", None)])
+    assert isinstance(loaded.ann.fdes, Int8Rows) and len(loaded.ann.fdes.scales) == len(TEXTS) + 1
+    loaded.save(str(tmp_path / "again"))
+    again = Embeddings().load(str(tmp_path / "again"))
+    assert ranking(again) == ranking(loaded) and again.search("frog rainforest night", 1)[0]["id"] == str(len(TEXTS))
+
+    # Re-ranked: the same results as float32 rows when every document is a candidate
+    reranked = Embeddings().load(str(tmp_path / "small"), config={"muvera": {"candidates": 100}})
+    assert ranking(reranked) == ranking(Embeddings().load(str(tmp_path / "full"), config={"muvera": {"candidates": 100}}))
+
+
+def test_int8_rows_damaged(pylate_model, tmp_path):
+    # A damaged or missing scales file is refused, never read as other scales
+    embeddings = Embeddings(late(pylate_model, encodingdtype="int8"))
+    embeddings.index(TEXTS)
+    embeddings.save(str(tmp_path / "index"))
+    scales = tmp_path / "index" / "embeddings" / "fde-scales.npy"
+    data = bytearray(scales.read_bytes())
+    data[-3] ^= 0xFF
+    scales.write_bytes(bytes(data))
+    with pytest.raises(IndexFileError, match="fde-scales.npy: checksum mismatch"):
+        Embeddings().load(str(tmp_path / "index"), config={"muvera": {"verify": "load"}})
+    with pytest.raises(IndexFileError, match="fde-scales.npy: checksum mismatch"):
+        Embeddings().load(str(tmp_path / "index")).search("virus cases", 3)
+
+    scales.unlink()
+    with pytest.raises(IndexFileError, match="fde-scales.npy"):
+        Embeddings().load(str(tmp_path / "index"))
 
 
 def test_float16_rows(pylate_model, tmp_path):

@@ -17,11 +17,11 @@ from .core.files import IndexFileError, filesunder, writejson
 from .core.folder import recover, replace
 from .core.integrity import checksha256, checksize, describefile, verify
 from .core.resident import Resident
-from .core.scan import Scan, encodingrows, fderows
+from .core.scan import Scan, encodingrows, fderows, joinrows
 from .core.store import blocks
 from .delegate import checksaved, createdelegate, loadsaved, removable, tune
 from .errors import configuration
-from .indexfolder import FORMAT, LEGACY, VERSION, checkconsistent, guard, readfdes, readindexmetadata
+from .indexfolder import FORMAT, LEGACY, VERSION, checkconsistent, guard, readfdes, readindexmetadata, writefdes
 from .learned import LEARNED, encodestore, loadartifact, trainandencode
 from .lock import ReadWriteLock
 from .settings import DEFAULTS, builtparams, configuredstore, readsettings
@@ -57,8 +57,8 @@ class Muvera(ANN):  # pylint: disable=R0904
         self.fdes, self.delegate, self.store = None, None, None
         self.fingerprint, self.encoding = None, None
 
-        # Pending FDE checksum
-        self.verifier = None
+        # Pending FDE checksums
+        self.verifiers = None
 
         # Learned encoding model
         self.learned = None
@@ -86,7 +86,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
         with self.lock.write():
             self.fingerprint, self.encoding = getattr(embeddings, "fingerprint", None), getattr(embeddings, "encoding", None)
-            self.store, self.fdes, self.delegate, self.verifier = store, None, None, None
+            self.store, self.fdes, self.delegate, self.verifiers = store, None, None, None
             if encoder is not None:
                 self.encoding, self.learned = encoder.config(), encoder.model
 
@@ -143,7 +143,7 @@ class Muvera(ANN):  # pylint: disable=R0904
                 self.delegate.append(fdes)
             else:
                 self.verifyfdes()
-                self.fdes = np.concatenate((self.fdes, encodingrows(fdes, self.settings["encodingdtype"])), dtype=self.settings["encodingdtype"])
+                self.fdes = joinrows(self.fdes, fdes)
 
             self.config["offset"] += fdes.shape[0]
             self.metadata()
@@ -266,7 +266,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         if len(store) != metadata["documents"]:
             raise IndexFileError(f"{path}: token store holds {len(store)} documents, muvera.json records {metadata['documents']}")
 
-        fdes, delegate, verifier = None, None, None
+        fdes, delegate, verifiers = None, None, None
         if metadata["delegate"]:
             # Checksum before native parsing
             checksaved(path, metadata["delegate"], self.settings["search"])
@@ -283,7 +283,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             delegate = loadsaved(path, metadata["delegate"])
         else:
             shape = (metadata["documents"], metadata["dimensions"])
-            fdes, verifier = readfdes(path, files.get("fde.npy"), shape, self.settings["verify"], legacy)
+            fdes, verifiers = readfdes(path, files, shape, self.settings["verify"], legacy)
 
         # Learned encoding artifact
         learned = self.loadlearned(path, files, original)
@@ -295,7 +295,7 @@ class Muvera(ANN):  # pylint: disable=R0904
         if legacy:
             self.config["muvera"] = {**self.config["muvera"], "index": uuid.uuid4().hex}
 
-        self.store, self.fdes, self.delegate, self.verifier, self.learned = store, fdes, delegate, verifier, learned
+        self.store, self.fdes, self.delegate, self.verifiers, self.learned = store, fdes, delegate, verifiers, learned
         self.fingerprint, self.encoding = metadata["fingerprint"], metadata["encoding"]
 
         # Pad to txtai's offset
@@ -324,7 +324,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             self.delegate.delete(list(range(offset - count, offset)))
         else:
             self.verifyfdes()
-            self.fdes = np.concatenate((self.fdes, zeros))
+            self.fdes = joinrows(self.fdes, zeros)
 
     def verify(self):
         """
@@ -344,10 +344,11 @@ class Muvera(ANN):  # pylint: disable=R0904
         Checksums the memory-mapped FDE rows once, before they are first searched or copied.
         """
 
-        verifier = self.verifier
-        if verifier is not None:
-            verifier.all()
-            self.verifier = None
+        verifiers = self.verifiers
+        if verifiers:
+            for verifier in verifiers:
+                verifier.all()
+            self.verifiers = None
 
     def save(self, path):
         # Crash safe: write aside, swap
@@ -362,9 +363,7 @@ class Muvera(ANN):  # pylint: disable=R0904
             else:
                 # Write in the configured dtype
                 self.verifyfdes()
-                fdes = encodingrows(np.asarray(self.fdes), self.settings["encodingdtype"])
-                np.save(os.path.join(folder, "fde.npy"), fdes, allow_pickle=False)
-                files["fde.npy"] = {**describefile(os.path.join(folder, "fde.npy")), "dtype": str(fdes.dtype)}
+                files.update(writefdes(folder, self.fdes, self.settings["encodingdtype"]))
 
             # Learned model
             if self.learned:
@@ -392,7 +391,7 @@ class Muvera(ANN):  # pylint: disable=R0904
 
     def close(self):
         with self.lock.write():
-            self.fdes, self.delegate, self.store, self.verifier, self.learned = None, None, None, None, None
+            self.fdes, self.delegate, self.store, self.verifiers, self.learned = None, None, None, None, None
             super().close()
 
     def loadlearned(self, path, files, original):

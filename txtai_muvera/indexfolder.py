@@ -17,7 +17,8 @@ from txtai.embeddings import Embeddings
 from txtai.serialize import SerializeFactory
 
 from .core.files import IndexFileError, filesize, openfile, readformat, safename
-from .core.integrity import mapnpy
+from .core.integrity import describefile, mapnpy
+from .core.scan import ENCODINGDTYPES, Int8Rows, encodingrows
 from .core.folder import replace
 from .settings import readsettings
 
@@ -26,6 +27,9 @@ ARCHIVES = (".tar.bz2", ".tar.gz", ".tar.xz", ".zip")
 
 # muvera.json format and versions
 FORMAT, VERSION, LEGACY = "txtai-muvera-index", 3, 2
+
+# Row scales of int8 FDE rows
+SCALES = "fde-scales.npy"
 
 
 def save(embeddings, path):
@@ -199,35 +203,71 @@ def readindexmetadata(path):
     return metadata
 
 
-def readfdes(path, expected, shape, policy="lazy", legacy=False):
+def readfdes(path, files, shape, policy="lazy", legacy=False):
     """
-    Memory maps the saved FDE rows (fde.npy) of a Muvera folder, in the dtype its description records (float32 by default).
+    Memory maps the saved FDE rows (fde.npy, and fde-scales.npy for int8 rows) of a Muvera folder, in the dtype
+    muvera.json records (float32 by default).
 
     Args:
         path: Muvera index folder
-        expected: description from muvera.json (integrity.describefile, optionally with a dtype)
+        files: file descriptions from muvera.json (integrity.describefile; fde.npy's optionally with a dtype)
         shape: expected shape
         policy: checksum verification, "load" verifies now, "lazy" and "off" only check size and header (the caller
-            runs the verifier before the rows are first searched, or on verify)
-        legacy: described by an earlier release: size and header only, no checksums (the verifier is None)
+            runs the verifiers before the rows are first searched, or on verify)
+        legacy: described by an earlier release: size and header only, no checksums (no verifiers)
 
     Returns:
-        (read-only memory-mapped array, Verifier or None)
+        (read-only memory-mapped array or Int8Rows, list of Verifiers or None)
 
     Raises:
         IndexFileError: missing, truncated, foreign or corrupt file
     """
 
     filename = os.path.join(path, "fde.npy")
+    expected = files.get("fde.npy")
     dtype = (expected or {}).get("dtype", "float32")
-    if dtype not in ("float32", "float16"):
+    if dtype not in ENCODINGDTYPES:
         raise IndexFileError(f"{filename}: unsupported dtype {dtype!r} in muvera.json")
 
     fdes, verifier, _ = mapnpy(filename, expected, path, np.dtype(dtype), shape, IndexFileError, "muvera.json", legacy)
-    if policy == "load" and verifier:
-        verifier.all()
+    verifiers = [verifier]
 
-    return fdes, verifier if shape[0] else None
+    # int8 rows: one scale per row
+    if dtype == "int8":
+        name = os.path.join(path, SCALES)
+        scales, verifier, _ = mapnpy(name, files.get(SCALES), path, np.dtype(np.float32), shape[:1], IndexFileError, "muvera.json", legacy)
+        fdes, verifiers = Int8Rows(fdes, scales), verifiers + [verifier]
+
+    if policy == "load" and not legacy:
+        for verifier in verifiers:
+            verifier.all()
+
+    return fdes, verifiers if shape[0] and not legacy else None
+
+
+def writefdes(folder, rows, dtype):
+    """
+    Saves FDE rows in a storage type: fde.npy, and fde-scales.npy for int8 rows.
+
+    Args:
+        folder: Muvera index folder
+        rows: float array or Int8Rows
+        dtype: storage type (see scan.encodingrows)
+
+    Returns:
+        {file name: description} for muvera.json
+    """
+
+    rows = encodingrows(rows, dtype)
+    values = rows.values if isinstance(rows, Int8Rows) else rows
+    np.save(os.path.join(folder, "fde.npy"), values, allow_pickle=False)
+    files = {"fde.npy": {**describefile(os.path.join(folder, "fde.npy")), "dtype": str(values.dtype)}}
+
+    if isinstance(rows, Int8Rows):
+        np.save(os.path.join(folder, SCALES), np.asarray(rows.scales, dtype=np.float32), allow_pickle=False)
+        files[SCALES] = describefile(os.path.join(folder, SCALES))
+
+    return files
 
 
 def reindex(embeddings, config=None, function=None, **kwargs):

@@ -26,7 +26,7 @@ DEFAULTS = {
     "candidates": 100,
     # Token vector storage type: float32, float16 or int8
     "dtype": "float16",
-    # Candidate vector (FDE) storage type of the exact search: float16 (half the bytes) or float32
+    # Candidate vector (FDE) storage type of the exact search: float16 (half the bytes), int8 (a quarter) or float32
     "encodingdtype": "float16",
     # FDE candidate search: "exact" or a txtai ANN backend name (faiss, hnsw, ...) or a dict with a backend key and its settings
     "search": "exact",

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from .. import plugins
 from ..core.ragged import pack
-from ..core.scan import ENCODINGDTYPES
+from ..core.scan import ENCODINGDTYPES, rowbytes
 from ..settings import DEFAULTS, DTYPES, indexconfig
 from .encoders import registeredencoder
 from .environment import environment
@@ -178,8 +178,8 @@ class Tune:
         dimension = documents.shape[1]
         dtokens, qtokens = float(doffsets[-1] / len(matrices)), float(qoffsets[-1] / len(qmatrices))
 
-        # Bytes per FDE row, as stored
-        itemsize = np.dtype(self.encodingdtype or DEFAULTS["encodingdtype"]).itemsize
+        # FDE rows stored as
+        rowdtype = self.encodingdtype or DEFAULTS["encodingdtype"]
 
         # Recall per encoding and depth
         rows = []
@@ -204,7 +204,7 @@ class Tune:
                 {
                     "params": {**params, "encoding": name} if name != DEFAULTS["encoding"] else dict(params),
                     "dimensions": encoding.dimensions,
-                    "bytes": encoding.dimensions * itemsize,
+                    "bytes": rowbytes(encoding.dimensions, rowdtype),
                     "seconds": elapsed,
                     "training": training,
                     "recall": {depth: candidaterecall(positions, depth) for depth in depths},
