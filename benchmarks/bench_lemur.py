@@ -82,7 +82,7 @@ def figures(name, qrows, drows, exact, ids, qids, qrels, seconds, extra=None):
     return result
 
 
-def indexed(encoding, drows, dtokens, doffsets, settings):
+def indexed(encoding, drows, dtokens, doffsets, settings, model=None):
     """
     Builds a Muvera backend from the rows and token vectors and measures its saved size.
 
@@ -90,10 +90,11 @@ def indexed(encoding, drows, dtokens, doffsets, settings):
         encoding: encoding config
         drows: document rows
         dtokens, doffsets: document tokens
-        settings: muvera settings of the index (dtype, precision, ...)
+        settings: muvera settings of the index (dtype, encodingdtype, precision, ...)
+        model: trained LEMUR model saved with the index, None for MUVERA
 
     Returns:
-        (Muvera backend, index bytes per document)
+        (Muvera backend, {index bytes/doc, artifact bytes/doc})
     """
 
     ann = Muvera({"muvera": {"candidates": DEPTH, "progress": False, **settings}})
@@ -101,8 +102,13 @@ def indexed(encoding, drows, dtokens, doffsets, settings):
     with tempfile.TemporaryDirectory() as folder:
         ann.save(folder)
         total = folderbytes(folder)
+        artifact = 0
+        if model is not None:
+            model.save(os.path.join(folder, "lemur"))
+            artifact = folderbytes(os.path.join(folder, "lemur"))
 
-    return ann, total / (len(doffsets) - 1)
+    documents = len(doffsets) - 1
+    return ann, {"index bytes/doc": total / documents, "artifact bytes/doc": artifact / documents, "total bytes/doc": (total + artifact) / documents}
 
 
 def named(index):
@@ -119,10 +125,10 @@ def named(index):
     return "".join(f", {k}={v}" for k, v in index.items())
 
 
-def timed(backends, qtokens, qoffsets, qids, ids, qrels, runs):
+def timed(backends, qtokens, qoffsets, qids, ids, qrels, runs, exact):
     """
     Times re-ranked queries one at a time, the backends in turn for each query (order rotated), so machine load hits
-    each alike; scores the returned top 10 with the judgements.
+    each alike; scores the returned top 10 with the judgements and against the exact MaxSim top 10.
 
     Args:
         backends: list of (rows of queries, Muvera backend, encoding config)
@@ -131,12 +137,14 @@ def timed(backends, qtokens, qoffsets, qids, ids, qrels, runs):
         ids: document ids
         qrels: judgements
         runs: number of queries timed
+        exact: exact MaxSim scores (queries x documents)
 
     Returns:
-        list of dicts with latency p50/p95 (ms) and nDCG@10 of the index's own results
+        list of dicts with latency p50/p95 (ms), nDCG@10 and exact top 10 agreement of the index's own results
     """
 
-    latencies, results = [[] for _ in backends], [{} for _ in backends]
+    top = torch.topk(exact, CUTOFF, dim=1).indices.tolist()
+    latencies, results, agreement = [[] for _ in backends], [{} for _ in backends], [[] for _ in backends]
     count = min(runs, len(qoffsets) - 1)
     for x in range(count):
         tokens = qtokens[qoffsets[x] : qoffsets[x + 1]]
@@ -147,14 +155,16 @@ def timed(backends, qtokens, qoffsets, qids, ids, qrels, runs):
             found = ann.search(query, CUTOFF)[0]
             latencies[y].append(time.perf_counter() - start)
             results[y][qids[x]] = {ids[uid]: score for uid, score in found}
+            agreement[y].append(len(set(top[x]) & {uid for uid, _ in found}) / CUTOFF)
 
     judged = {qid: qrels[qid] for qid in qids[:count]}
     return [
         {
             **{k: v for k, v in zip(("latency p50 ms", "latency p95 ms"), (percentiles(l)["p50_ms"], percentiles(l)["p95_ms"]))},
             "index ndcg@10": trecmetrics(judged, r)["ndcg@10"],
+            "index agreement@10": float(np.mean(a)),
         }
-        for l, r in zip(latencies, results)
+        for l, r, a in zip(latencies, results, agreement)
     ]
 
 
@@ -244,9 +254,9 @@ def main():
         fde = FDE(dimension)
         drows, qrows = fde(dtokens, doffsets, "data"), fde(qtokens, qoffsets, "query")
         for index in indexes:
-            ann, size = indexed(fde.config(), drows, dtokens, doffsets, index)
+            ann, sizes = indexed(fde.config(), drows, dtokens, doffsets, index)
             backends.append((qrows, ann, fde.config()))
-            pending.append((f"ours, MUVERA defaults{named(index)}", qrows, drows, None, {"index": index, "index bytes/doc": size}))
+            pending.append((f"ours, MUVERA defaults{named(index)}", qrows, drows, None, {"index": index, **sizes}))
 
     # Ours, learned, as an index trains it: learn queries from document text spans, then the stored document tokens
     for settings in json.loads(args.lemur):
@@ -268,13 +278,13 @@ def main():
             **statistics,
         }
         for index in indexes:
-            ann, size = indexed(lemur.config(), drows, dtokens, doffsets, index)
+            ann, sizes = indexed(lemur.config(), drows, dtokens, doffsets, index, lemur.model)
             backends.append((qrows, ann, lemur.config()))
             name = f"ours, lemur {json.dumps(settings)}{named(index)}"
-            pending.append((name, qrows, drows, seconds + learnseconds, {**extra, "index": index, "index bytes/doc": size}))
+            pending.append((name, qrows, drows, seconds + learnseconds, {**extra, "index": index, **sizes}))
 
     # Re-ranked query latency and the indexes' own nDCG, interleaved
-    for (name, qrows, drows, seconds, extra), measured in zip(pending, timed(backends, qtokens, qoffsets, qids, ids, qrels, args.latency)):
+    for (name, qrows, drows, seconds, extra), measured in zip(pending, timed(backends, qtokens, qoffsets, qids, ids, qrels, args.latency, exact)):
         results.append(figures(name, qrows, drows, exact, ids, qids, qrels, seconds, {**extra, **measured}))
 
     # txtai 9.14 LemurTrainer + Lemur, recommended settings except epochs (CPU time extrapolated to 100), our learn queries

@@ -79,7 +79,7 @@ def test_int8_upsert_appends_stored_rows(pylate_model):
 
     # Codes quantize would never produce (largest 100, not 127): quantizing them again would change every row
     flat = np.random.default_rng(3).integers(-100, 101, size=(5, 16)).astype(np.int8)
-    scales = np.linspace(0.01, 0.05, 5, dtype=np.float32)
+    scales = np.linspace(0.01, 0.05, 5, dtype=np.float16)
     incoming = TokenStore(16, "int8")
     incoming.append(flat, [0, 2, 5], scales)
 
@@ -87,7 +87,7 @@ def test_int8_upsert_appends_stored_rows(pylate_model):
     tokens, offsets, stored = ann.store.gather([before, before + 1])
     assert offsets.tolist() == [0, 2, 5]
     assert tokens.dtype == np.int8 and tokens.tobytes() == flat.tobytes()
-    assert stored.dtype == np.float32 and stored.tobytes() == scales.tobytes()
+    assert stored.dtype == np.float16 and stored.tobytes() == scales.tobytes()
 
 
 def test_upsert_delete_save_load(pylate_model, encoder, tmp_path):

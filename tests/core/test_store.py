@@ -295,14 +295,14 @@ def test_validation():
 @pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
 def test_bytes(tmp_path, dtype):
     """
-    Test bytes per token = dtype size x dimension + at most 4 (int8 scale), in memory and on disk
+    Test bytes per token = dtype size x dimension + 2 (int8 float16 scale), in memory and on disk
     """
 
     store = TokenStore(128, dtype)
     store.extend(matrices(8, [100, 0, 300], 128))
     store.save(tmp_path / "store")
 
-    pertoken = SIZES[dtype] * 128 + (4 if dtype == "int8" else 0)
+    pertoken = SIZES[dtype] * 128 + (2 if dtype == "int8" else 0)
     assert store.nbytes == 400 * pertoken
 
     # On disk: token payload files only, less their .npy headers (at most 128 bytes each)
@@ -624,7 +624,7 @@ def test_append_stored_int8_rows():
     store = TokenStore(2, "int8")
     assert store.append(flat, [0, 1, 3], scales) == range(0, 2)
     tokens, _, stored = store.gather([0, 1])
-    assert tokens.tobytes() == flat.tobytes() and stored.tobytes() == scales.tobytes()
+    assert tokens.tobytes() == flat.tobytes() and stored.dtype == np.float16 and stored.tolist() == scales.tolist()
 
     floats = TokenStore(2, "float32")
     floats.append(flat, [0, 3], scales)
@@ -637,3 +637,66 @@ def test_append_stored_int8_rows():
     with pytest.raises(ValueError, match="finite, non-negative"):
         store.append(flat, [0, 3], scales[:2])
     assert len(store) == 2
+
+
+def test_float16_scales():
+    """
+    Test int8 stores keep float16 scales rounded up: every value within scale / 2, none clipped; float32 scales that
+    float16 cannot hold are quantized again, within the same bound
+    """
+
+    rng = np.random.default_rng(21)
+    values = (rng.standard_normal((500, 16)) * rng.uniform(1e-3, 10, (500, 1))).astype(np.float32)
+    store = TokenStore(16, "int8")
+    store.extend([values])
+    flat, _, scales = store.gather([0])
+    assert scales.dtype == np.float16 and (scales.astype(np.float32) >= np.abs(values).max(axis=1) / 127).all()
+    assert (np.abs(dequantize(flat, scales) - values) <= scales.astype(np.float32)[:, None] / 2 * (1 + 1e-6)).all()
+    assert np.abs(flat).max() == 127
+
+    # float32 scales: quantized again
+    quantized, wide = quantize(values)
+    assert wide.dtype == np.float32 and not (wide.astype(np.float16).astype(np.float32) == wide).all()
+    store.append(quantized, [0, 500], wide)
+    again, _, rescaled = store.gather([1])
+    assert rescaled.dtype == np.float16 and (np.abs(dequantize(again, rescaled) - values) <= np.float32(1.01) * wide[:, None]).all()
+
+    # Beyond float16 scales: a clear error, nothing appended
+    with pytest.raises(ValueError, match="too large for int8 with float16 scales"):
+        store.extend([np.full((1, 16), 1e7)])
+    assert len(store) == 2
+
+
+def test_float32_scales_store(tmp_path):
+    """
+    Test an int8 store written with float32 scales (before float16 scales) loads, appends and saves in float32 scales
+    """
+
+    first, second = matrices(5, [4, 3]), matrices(6, [2, 5])
+    store = TokenStore(8, "int8", scales="float32")
+    store.extend(first)
+    store.save(tmp_path / "store")
+
+    # Sealed again without the scales key, as earlier releases wrote it
+    name = tmp_path / "store" / "store.json"
+    config = json.loads(name.read_text())
+    config.pop("checksum")
+    assert config.pop("scales") == "float32"
+    name.write_text(json.dumps({**config, "checksum": crc(canonical(config))}))
+
+    loaded = TokenStore.load(tmp_path / "store")
+    assert loaded.scaletype == np.float32 and loaded.nbytes == 7 * (8 + 4)
+    loaded.extend(second)
+    for uid, matrix in enumerate(first + second):
+        close("int8", matrix, loaded.get(uid))
+    loaded.save(tmp_path / "again")
+    again = TokenStore.load(tmp_path / "again")
+    assert again.gather([0, 3])[2].dtype == np.float32
+    for uid, matrix in enumerate(first + second):
+        close("int8", matrix, again.get(uid))
+
+    # An unknown scale type is refused
+    config["scales"] = "float64"
+    name.write_text(json.dumps({**config, "checksum": crc(canonical(config))}))
+    with pytest.raises(StoreError, match="invalid scales 'float64'"):
+        TokenStore.load(tmp_path / "store")

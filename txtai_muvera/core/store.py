@@ -11,7 +11,7 @@ from .folder import replace
 from .quantize import dequantize, quantize
 from .inputs import checkbatch, checkquantized, storedfloats
 from .ragged import pack
-from .storefolder import DTYPES, VERIFY, StoreError, isstore, maptokens, openstore, writestore
+from .storefolder import DTYPES, SCALETYPES, VERIFY, StoreError, isstore, maptokens, openstore, writestore
 
 
 class TokenStore:
@@ -35,23 +35,29 @@ class TokenStore:
     ((3, 4), [0, 3, 3], None, 1, 2)
     """
 
-    def __init__(self, dimension, dtype="float16"):
+    def __init__(self, dimension, dtype="float16", scales="float16"):
         """
         Creates an empty in-memory token store.
 
         Args:
             dimension: token vector width
-            dtype: "float32", "float16" (default) or "int8" (per-vector float32 scale)
+            dtype: "float32", "float16" (default) or "int8" (per-vector scale)
+            scales: int8 scale type, "float16" (default) or "float32" (stores saved before float16 scales)
         """
 
         if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) or dimension <= 0:
             raise ValueError(f"dimension must be a positive integer, got {dimension!r}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        if scales not in SCALETYPES:
+            raise ValueError(f"scales must be one of {list(SCALETYPES)}, got {scales!r}")
 
         # Public attributes
         self.dimension = int(dimension)
         self.dtype = dtype
+
+        # int8 scale type
+        self.scaletype = np.dtype(scales)
 
         # Mapped folder and re-map flag
         self.path = None
@@ -130,14 +136,14 @@ class TokenStore:
     @property
     def nbytes(self):
         """
-        Bytes held by stored token vectors: tokens x (dtype size x dimension + 4 for the int8 scale). Offsets and
+        Bytes held by stored token vectors: tokens x (dtype size x dimension + the int8 scale). Offsets and
         tombstones (9 bytes per row) and spare tail capacity are not counted.
 
         Returns:
             number of bytes
         """
 
-        return self.tokens * (DTYPES[self.dtype] * self.dimension + (4 if self.dtype == "int8" else 0))
+        return self.tokens * (DTYPES[self.dtype] * self.dimension + (self.scaletype.itemsize if self.dtype == "int8" else 0))
 
     def count(self):
         """
@@ -152,13 +158,14 @@ class TokenStore:
     def append(self, flat, offsets, scales=None):
         """
         Appends matrices held ragged (see ragged.pack). Values are converted to the store dtype (int8 quantizes per vector).
-        Rows gathered from an int8 store come with their scales: an int8 store appends them as stored, bit for bit.
+        Rows gathered from an int8 store come with their scales: an int8 store appends them as stored, bit for bit,
+        unless their float32 scales do not fit its float16 ones (then they are quantized again).
 
         Args:
             flat: (total tokens x dimension) float array (numpy, or anything np.asarray accepts such as a cpu tensor), or
                 int8 rows with scales
             offsets: int offsets, one more than the number of matrices, starting at 0 and ending at len(flat)
-            scales: float32 per token scales of int8 rows (see gather), None for float rows
+            scales: float per token scales of int8 rows (see gather), None for float rows
 
         Returns:
             range of the row ids assigned
@@ -167,13 +174,13 @@ class TokenStore:
         flat, offsets = checkbatch(flat, offsets, self.dimension)
         if scales is not None:
             flat, scales = checkquantized(flat, scales)
-            if self.dtype != "int8":
+            if self.dtype != "int8" or not fits(scales, self.scaletype):
                 flat, scales = dequantize(flat, scales), None
 
         # Keep int8 rows, quantize floats
         values = flat if scales is not None else storedfloats(flat, offsets, self.dtype)
         if scales is None and self.dtype == "int8":
-            values, scales = quantize(values)
+            values, scales = quantize(values, self.scaletype)
 
         # Append tokens to the tail
         start = self._tailsize
@@ -257,8 +264,8 @@ class TokenStore:
             ids: list or array of row ids, repeats allowed
 
         Returns:
-            (flat, offsets, scales): flat in the stored dtype, int64 offsets (len(ids) + 1), float32 per token scales for
-            int8 stores, otherwise None. Deleted rows come back with zero tokens.
+            (flat, offsets, scales): flat in the stored dtype, int64 offsets (len(ids) + 1), per token scales for
+            int8 stores (float16, float32 in older stores), otherwise None. Deleted rows come back with zero tokens.
         """
 
         ids = self._ids(ids)
@@ -386,7 +393,7 @@ class TokenStore:
             raise ValueError(f"verify must be one of {VERIFY}, got {verify!r}")
 
         path, config, offsets, deleted = openstore(path)
-        store = TokenStore(config["dimension"], config["dtype"])
+        store = TokenStore(config["dimension"], config["dtype"], config.get("scales", "float32"))
 
         # Map arrays into the new store
         # pylint: disable-next=W0212
@@ -442,7 +449,7 @@ class TokenStore:
             (tokens, scales)
         """
 
-        return np.zeros((size, self.dimension), dtype=self.dtype), np.zeros(size, dtype=np.float32) if self.dtype == "int8" else None
+        return np.zeros((size, self.dimension), dtype=self.dtype), np.zeros(size, dtype=self.scaletype) if self.dtype == "int8" else None
 
     def _map(self, path, config, policy, mmap=True):
         """
@@ -462,6 +469,24 @@ class TokenStore:
             self._lazy = policy == "lazy"
         tokens, scales, self._verifiers = maptokens(path, config, policy, mmap)
         return tokens, scales
+
+
+def fits(scales, scaletype):
+    """
+    Checks that scales are held exactly by a scale type.
+
+    >>> fits(np.array([0.5, 0.1], dtype=np.float32), np.dtype(np.float16))
+    False
+
+    Args:
+        scales: float scales
+        scaletype: numpy dtype
+
+    Returns:
+        True when converting loses nothing
+    """
+
+    return scales.dtype == scaletype or bool((scales.astype(scaletype).astype(scales.dtype) == scales).all())
 
 
 def blocks(store, size=1024, start=0):

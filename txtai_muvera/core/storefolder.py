@@ -23,6 +23,9 @@ VERIFY = ("lazy", "load", "off")
 # Token dtypes, bytes per element
 DTYPES = {"float32": 4, "float16": 2, "int8": 1}
 
+# int8 scale types, float32 before scales were float16
+SCALETYPES = ("float16", "float32")
+
 # Bytes per streamed block
 BLOCK = 1 << 26
 
@@ -46,7 +49,7 @@ def writestore(folder, dimension, dtype, tokens, scales, offsets, deleted):
         dimension: token vector width
         dtype: stored token dtype
         tokens: token arrays written one after the other (memory-mapped base, in-memory tail)
-        scales: int8 scale arrays written the same way, None for float stores
+        scales: int8 scale arrays (float16 or float32) written the same way, None for float stores
         offsets: int64 row offsets
         deleted: boolean tombstones
 
@@ -76,6 +79,8 @@ def writestore(folder, dimension, dtype, tokens, scales, offsets, deleted):
         "tokens": int(offsets[-1]),
         "files": files,
     }
+    if scales is not None:
+        config["scales"] = str(scales[0].dtype)
     writejson(os.path.join(folder, "store.json"), config)
     syncdir(folder)
 
@@ -174,6 +179,8 @@ def readstoremetadata(path):
             raise StoreError(f"{name}: invalid {key} {value!r}")
     if config.get("dtype") not in DTYPES:
         raise StoreError(f"{name}: invalid dtype {config.get('dtype')!r}")
+    if config.get("scales", "float32") not in SCALETYPES:
+        raise StoreError(f"{name}: invalid scales {config.get('scales')!r}")
     if not isinstance(config.get("files"), dict):
         raise StoreError(f"{name}: files missing")
     if config["version"] == LEGACY and not isinstance(config.get("checksums"), dict):
@@ -246,7 +253,8 @@ def maptokens(path, config, policy, mmap=True):
 
     tokens, dimension = config["tokens"], config["dimension"]
     arrays, verifiers = [], []
-    for name, dtype, shape in [("tokens.npy", np.dtype(config["dtype"]), (tokens, dimension)), ("scales.npy", np.dtype(np.float32), (tokens,))]:
+    scaletype = np.dtype(config.get("scales", "float32"))
+    for name, dtype, shape in [("tokens.npy", np.dtype(config["dtype"]), (tokens, dimension)), ("scales.npy", scaletype, (tokens,))]:
         if name == "scales.npy" and config["dtype"] != "int8":
             arrays.append(None)
             continue
