@@ -36,6 +36,7 @@ import torch
 
 from common import MODEL, SCIFACT, judgedvectors
 from txtai_muvera.cli.environment import folderbytes
+from txtai_muvera.core.scan import Int8Rows
 
 # Candidates re-ranked with exact MaxSim, results kept
 CANDIDATES, TOP = 100, 10
@@ -222,7 +223,7 @@ def measure(ann, qrows, data, truth):
 
 def searchconfig(search):
     """
-    Parses a --searches entry: exact, exact-float32, a txtai backend or preset name, or a JSON dict.
+    Parses a --searches entry: exact, exact-float32, exact-int8, a txtai backend or preset name, or a JSON dict.
 
     Args:
         search: command line value
@@ -231,8 +232,8 @@ def searchconfig(search):
         (label, muvera settings)
     """
 
-    if search == "exact-float32":
-        return search, {"search": "exact", "encodingdtype": "float32"}
+    if search in ("exact-float32", "exact-int8"):
+        return search, {"search": "exact", "encodingdtype": search.split("-")[1]}
     if search.startswith("{"):
         return search, {"search": json.loads(search)}
 
@@ -241,7 +242,7 @@ def searchconfig(search):
 
 def candidatebytes(ann, folder):
     """
-    Bytes of the saved candidate part of an index: float16/float32 rows or the delegated index files.
+    Bytes of the saved candidate part of an index: float16/float32/int8 rows (with their scales) or the delegated index files.
 
     Args:
         ann: txtai_muvera.Muvera
@@ -251,6 +252,8 @@ def candidatebytes(ann, folder):
         bytes
     """
 
+    if isinstance(ann.fdes, Int8Rows):
+        return int(ann.fdes.values.nbytes + ann.fdes.scales.nbytes)
     if not ann.delegate:
         return int(np.asarray(ann.fdes).nbytes)
 
@@ -409,7 +412,10 @@ def main():
     parser.add_argument("--queries", type=int, default=300, help="test queries")
     parser.add_argument("--encodings", nargs="+", default=["muvera"], help="registered candidate encodings")
     parser.add_argument(
-        "--searches", nargs="+", default=["exact", "exact-float32", "faiss", "faiss-ivf", "faiss-hnsw", "faiss-ivfpq"], help="candidate searches"
+        "--searches",
+        nargs="+",
+        default=["exact", "exact-float32", "exact-int8", "faiss", "faiss-ivf", "faiss-hnsw", "faiss-ivfpq"],
+        help="candidate searches",
     )
     parser.add_argument("--sweep", action="store_true", help="sweep each delegated search's query-time setting")
     parser.add_argument("--threads", type=int, default=1, help="torch and faiss threads of the queries")

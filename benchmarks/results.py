@@ -12,6 +12,7 @@ from the JSON files of `txtai-muvera tune --json` and of `txtai-muvera evaluate 
 import argparse
 import json
 import re
+import shlex
 import sys
 
 from pathlib import Path
@@ -190,7 +191,7 @@ def lemur(path, *more):
         return "-" if value is None else f"{value:,.{digits}f}"
 
     lines = [
-        f"Regenerate: `.venv/bin/python benchmarks/bench_lemur.py {' '.join(results['argv'])}`, then "
+        f"Regenerate: `.venv/bin/python benchmarks/bench_lemur.py {shlex.join(results['argv'])}`, then "
         "`python benchmarks/results.py lemur FILE`. Same PyLate-exact token vectors (minilm-colbert) for every row, 300 test "
         f"queries, {results['threads']} threads, in one process; load average at the end {number(results['load'])}. "
         "Found: share of the exact MaxSim top 10 among the 100 candidates. Agreement: share of the exact MaxSim top 10 in the "

@@ -5,6 +5,10 @@ for several stored-sample sizes and ridge penalties from one set of sample targe
     .venv/bin/python benchmarks/sweep_lemur.py '{"targets": 1024, "learn": 60000, "sample": 32768}' --sizes 16384,32768 \\
         --cache /work/cache/scifact-minilm-tokens.safetensors --exact /tmp/exact.npy
 
+--learnqueries learns from document spans encoded as queries, as an index does; --rows int8 scores the document rows
+as an index with encodingdtype: int8 stores them. The sample sizes take the first tokens of the stored sample, a random
+subset of it.
+
 The exact MaxSim scores file is the one benchmarks/bench_lemur.py --exact writes.
 """
 
@@ -19,10 +23,12 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable=C0413
-from bench_lemur import figures
+from bench_lemur import figures, learnqueries
 from common import MODEL, SCIFACT, judgedvectors
 from txtai_muvera.cli.environment import cputime
+from txtai_muvera.core.lemur import Lemur
 from txtai_muvera.core.lemurfit import fit
+from txtai_muvera.core.scan import ENCODINGDTYPES, encodingrows
 from txtai_muvera.core.maxsim import chunks, segmax
 
 
@@ -39,6 +45,8 @@ def main():
     parser.add_argument("--exact", required=True, help="exact MaxSim scores (.npy) from bench_lemur.py --exact")
     parser.add_argument("--sizes", default="8192", help="comma-separated stored-sample sizes, at most the settings' sample")
     parser.add_argument("--ridges", default="0,0.0001,0.001,0.01,0.1")
+    parser.add_argument("--learnqueries", action="store_true", help="learn from document spans encoded as queries, as an index does")
+    parser.add_argument("--rows", default="float32", choices=ENCODINGDTYPES, help="document rows stored as")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -47,9 +55,16 @@ def main():
     dtokens, qtokens = dtokens.astype(np.float32), qtokens.astype(np.float32)
     exact = torch.from_numpy(np.load(args.exact))
 
+    # Learn queries, as an index encodes them
+    querytokens, learnseconds = None, 0
+    if args.learnqueries:
+        lemur = Lemur(dtokens.shape[1])
+        learnseconds = learnqueries(lemur, args.model, args.folder)
+        querytokens = lemur.querytokens
+
     start = cputime()
-    model, statistics = fit(dtokens, doffsets, progress=False, **settings)
-    seconds = cputime() - start
+    model, statistics = fit(dtokens, doffsets, progress=False, querytokens=querytokens, **settings)
+    seconds = cputime() - start + learnseconds
     print(json.dumps({**statistics, "fit cpu s": seconds}), flush=True)
     qrows = model.queries(qtokens, qoffsets).numpy()
 
@@ -75,7 +90,8 @@ def main():
                 else 1 / (values + ridge * values.mean())
             )
             drows = ((vectors_ * inverse) @ rhs).T.float().numpy()
-            extra = {"settings": settings, "sample": size, "ridge": ridge, "loss": statistics.get("loss")}
+            drows = np.asarray(encodingrows(encodingrows(drows, args.rows), "float32"), dtype=np.float32)
+            extra = {"settings": settings, "sample": size, "ridge": ridge, "loss": statistics.get("loss"), "rows": args.rows}
             figures(f"sample={size} ridge={ridge}", qrows, drows, exact, ids, qids, qrels, seconds, extra)
 
 

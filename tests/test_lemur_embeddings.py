@@ -15,6 +15,7 @@ from txtai_muvera.cli import main
 from txtai_muvera.core.encoder import LateEncoder
 from txtai_muvera.core.lemurfit import fit
 from txtai_muvera.core.ragged import pack
+from txtai_muvera.core.scan import Int8Rows
 from txtai_muvera.errors import ConfigurationError
 
 from helpers import TEXTS, checkscores, late
@@ -213,24 +214,32 @@ def test_delegated_search(pylate_model, encoder, tmp_path, search):
 
 
 def test_int8_tokens_certified(pylate_model, tmp_path):
-    # The smallest learned index: int8 tokens, certified re-rank returns what exact re-rank of the same tokens returns
+    # The smallest learned index: int8 tokens and candidate rows, certified re-rank returns what exact re-rank of the
+    # same tokens returns
     indexes = {}
     for precision in ("exact", "certified"):
-        indexes[precision] = Embeddings(late(pylate_model, dtype="int8", precision=precision, **SMALL))
+        indexes[precision] = Embeddings(late(pylate_model, dtype="int8", encodingdtype="int8", precision=precision, **SMALL))
         indexes[precision].index(TEXTS)
 
     exact, certified = indexes["exact"], indexes["certified"]
-    assert np.array_equal(np.asarray(exact.ann.fdes), np.asarray(certified.ann.fdes))
+    assert isinstance(certified.ann.fdes, Int8Rows) and np.array_equal(exact.ann.fdes.values, certified.ann.fdes.values)
     for query in ["virus cases", "frog species", TEXTS[7]]:
         expected, found = exact.search(query, 5), certified.search(query, 5)
         assert [r["id"] for r in found] == [r["id"] for r in expected]
         assert np.allclose([r["score"] for r in found], [r["score"] for r in expected], atol=1e-5)
 
-    # Saved and loaded, the settings and the results stay
+    # Saved and loaded: the settings, the compact files and the results stay
     certified.save(str(tmp_path / "certified"))
     loaded = Embeddings().load(str(tmp_path / "certified"))
-    assert loaded.config["muvera"]["dtype"] == "int8" and loaded.config["muvera"]["precision"] == "certified"
+    settings = loaded.config["muvera"]
+    assert (settings["dtype"], settings["encodingdtype"], settings["precision"]) == ("int8", "int8", "certified")
+    folder = tmp_path / "certified" / "embeddings"
+    assert np.load(folder / "fde.npy").dtype == np.int8 and np.load(folder / "tokens" / "scales.npy").dtype == np.float16
     assert [r["id"] for r in loaded.search("frog species", 5)] == [r["id"] for r in certified.search("frog species", 5)]
+
+    # Upserts encode with the stored sample into int8 rows
+    loaded.upsert([(len(TEXTS), "Frogs sing at night in the rainforest", None)])
+    assert len(loaded.ann.fdes) == len(TEXTS) + 1 and loaded.search("frogs sing at night", 1)[0]["id"] == str(len(TEXTS))
 
 
 def test_bad_settings(pylate_model):
