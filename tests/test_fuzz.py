@@ -1,5 +1,6 @@
 """
-Loader fuzz test: the plugin's files of a saved index (muvera.json, fde.npy, tokens/*) mutated hundreds of ways, one
+Loader fuzz test: the plugin's files of a saved index (muvera.json, fde.npy, tokens/*; with int8 tokens and candidate
+rows also their scales) mutated hundreds of ways, one
 class at a time: bit flips, truncation, files swapped in from another index, special files, symlinks leaving the
 folder, deep nesting and huge numbers. Every load either raises IndexFileError or answers exactly as the undamaged
 index; nothing hangs and no other exception escapes.
@@ -23,6 +24,9 @@ from helpers import TEXTS, late
 # Files of a Muvera folder (exact FDE search) the plugin writes
 FILES = ["muvera.json", "fde.npy", "tokens/store.json", "tokens/offsets.npy", "tokens/deleted.npy", "tokens/tokens.npy"]
 
+# With int8 tokens and int8 candidate rows
+INT8FILES = FILES + ["tokens/scales.npy", "fde-scales.npy"]
+
 # Mutation classes
 CLASSES = ["flip", "truncate", "swap", "special", "symlink", "nesting", "numbers"]
 
@@ -33,25 +37,45 @@ TIMEOUT = 20
 @pytest.fixture(scope="module")
 def indexes(pylate_model, tmp_path_factory):
     """
-    The index under test, another index to swap files from, its config and queries.
+    The index under test, another index to swap files from (other dtype and count), its config, queries and files.
 
     Returns:
-        (index folder, other index folder, config, queries)
+        (index folder, other index folder, config, queries, files)
     """
 
-    root = tmp_path_factory.mktemp("fuzz")
-    embeddings = Embeddings(late(pylate_model, repetitions=4, candidates=50))
+    return build(pylate_model, tmp_path_factory.mktemp("fuzz"), {}, {"dtype": "float32"}, FILES)
+
+
+@pytest.fixture(scope="module")
+def int8indexes(pylate_model, tmp_path_factory):
+    """
+    The same with int8 tokens and int8 candidate rows, and another such index (other count).
+    """
+
+    settings = {"dtype": "int8", "encodingdtype": "int8"}
+    return build(pylate_model, tmp_path_factory.mktemp("fuzz8"), settings, settings, INT8FILES)
+
+
+def build(model, root, settings, othersettings, files):
+    """
+    Builds the index under test and the other index.
+
+    Returns:
+        (index folder, other index folder, config, queries, files)
+    """
+
+    embeddings = Embeddings(late(model, repetitions=4, candidates=50, **settings))
     embeddings.index([(x, text, None) for x, text in enumerate(TEXTS)])
     embeddings.delete([3])
     embeddings.save(str(root / "index"))
     queries = [embeddings.batchtransform([(None, query, None)]) for query in ["virus cases", "stock market", "frog species", "solar cells"]]
     config = dict(embeddings.config)
 
-    other = Embeddings(late(pylate_model, repetitions=4, candidates=50, dtype="float32"))
+    other = Embeddings(late(model, repetitions=4, candidates=50, **othersettings))
     other.index([(x, text[::-1], None) for x, text in enumerate(TEXTS + TEXTS[:3])])
     other.save(str(root / "other"))
 
-    return str(root / "index" / "embeddings"), str(root / "other" / "embeddings"), config, queries
+    return str(root / "index" / "embeddings"), str(root / "other" / "embeddings"), config, queries, files
 
 
 def answers(ann, queries):
@@ -62,15 +86,15 @@ def answers(ann, queries):
     return ann.count(), [ann.search(query, len(TEXTS))[0] for query in queries]
 
 
-def mutate(kind, folder, other, outside, generator):
+def mutate(kind, folder, other, outside, generator, files):
     """
-    Applies one mutation of a class to one file.
+    Applies one mutation of a class to one of files.
 
     Returns:
         description
     """
 
-    name = FILES[generator.integers(len(FILES))]
+    name = files[generator.integers(len(files))]
     target = os.path.join(folder, name)
     size = os.path.getsize(target)
 
@@ -176,7 +200,7 @@ def run(indexes, tmp_path, count, seed, classes=None, policy=None):
         (outcome counts, failures)
     """
 
-    source, other, config, queries = indexes
+    source, other, config, queries, files = indexes
     classes = classes or CLASSES
     if policy:
         config = {**config, "muvera": {**config["muvera"], "verify": policy}}
@@ -192,7 +216,7 @@ def run(indexes, tmp_path, count, seed, classes=None, policy=None):
         shutil.rmtree(outside, ignore_errors=True)
         os.makedirs(outside)
         shutil.copytree(os.path.dirname(source), str(tmp_path / "case"), symlinks=True)
-        description = mutate(kind, folder, other, outside, generator)
+        description = mutate(kind, folder, other, outside, generator, files)
 
         result = {}
 
@@ -257,3 +281,10 @@ def test_fuzz_loaders_500(indexes, tmp_path):
     print(json.dumps(dict(outcomes)))
     assert not failures, failures[:10]
     assert sum(outcomes.values()) >= 500
+
+
+def test_fuzz_int8_files(int8indexes, tmp_path):
+    # int8 tokens and candidate rows: their scales files too
+    outcomes, failures = run(int8indexes, tmp_path, 140, 3)
+    assert not failures, failures[:10]
+    assert outcomes["refused"] > 0
