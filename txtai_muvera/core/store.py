@@ -486,7 +486,9 @@ def fits(scales, scaletype):
         True when converting loses nothing
     """
 
-    return scales.dtype == scaletype or bool((scales.astype(scaletype).astype(scales.dtype) == scales).all())
+    # Overflow to inf never fits
+    with np.errstate(over="ignore"):
+        return scales.dtype == scaletype or bool((scales.astype(scaletype).astype(scales.dtype) == scales).all())
 
 
 def blocks(store, size=1024, start=0):
