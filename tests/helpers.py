@@ -1,5 +1,5 @@
 """
-Shared test helpers: a small corpus, config builders, brute-force MaxSim and a local generator.
+Shared test helpers: a small corpus, config builders, brute-force MaxSim, a local generator and file damage.
 """
 
 import json
@@ -96,6 +96,18 @@ def tokens(generator, lengths, dimension):
         matrix = generator.standard_normal((length, dimension)).astype(np.float32)
         matrices.append(matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12))
     return matrices
+
+
+def flip(filename, position=-3):
+    """
+    Flips one bit of one byte of a file.
+    """
+
+    with open(filename, "r+b") as handle:
+        handle.seek(position, 0 if position >= 0 else 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0x01]))
 
 
 def reseal(name, change):

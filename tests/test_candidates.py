@@ -12,7 +12,7 @@ import torch
 
 from txtai.embeddings import Embeddings
 
-from helpers import TEXTS, late, reseal
+from helpers import TEXTS, flip, late, reseal
 from txtai_muvera.delegate import PRESETS, delegateconfig, pqsize
 from txtai_muvera.core import scan
 from txtai_muvera.ann import IndexFileError
@@ -119,9 +119,7 @@ def test_int8_rows_damaged(pylate_model, tmp_path):
     embeddings.index(TEXTS)
     embeddings.save(str(tmp_path / "index"))
     scales = tmp_path / "index" / "embeddings" / "fde-scales.npy"
-    data = bytearray(scales.read_bytes())
-    data[-3] ^= 0xFF
-    scales.write_bytes(bytes(data))
+    flip(scales)
     with pytest.raises(IndexFileError, match="fde-scales.npy: checksum mismatch"):
         Embeddings().load(str(tmp_path / "index"), config={"muvera": {"verify": "load"}})
     with pytest.raises(IndexFileError, match="fde-scales.npy: checksum mismatch"):

@@ -17,7 +17,7 @@ from txtai_muvera.ann import IndexFileError
 from txtai_muvera.core.files import readbytes
 from txtai_muvera.core.integrity import describefile
 
-from helpers import TEXTS, late, reseal
+from helpers import TEXTS, flip, late, reseal
 
 # Queries whose answers are compared
 QUERIES = ["virus cases", "stock market", "bear attack"]
@@ -52,18 +52,6 @@ def copy(source, target):
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
     return target
-
-
-def flip(filename, position=-3):
-    """
-    Flips one byte of a file.
-    """
-
-    with open(filename, "r+b") as handle:
-        handle.seek(position, 0 if position >= 0 else 2)
-        byte = handle.read(1)
-        handle.seek(-1, 1)
-        handle.write(bytes([byte[0] ^ 0x01]))
 
 
 def loadindex(path, **muvera):
